@@ -1,0 +1,2 @@
+//! geoha-api (in progress).
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! geoha-drill (in progress).
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! geoha-frontdoor (in progress).
+#![forbid(unsafe_code)]

@@ -1,0 +1,3 @@
+//! The geoha command line.
+#![forbid(unsafe_code)]
+fn main() {}

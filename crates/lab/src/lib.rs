@@ -1,0 +1,2 @@
+//! geoha-lab (in progress).
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! geoha-registry (in progress).
+#![forbid(unsafe_code)]

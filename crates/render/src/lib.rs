@@ -1,0 +1,2 @@
+//! geoha-render (in progress).
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! geoha-topology (in progress).
+#![forbid(unsafe_code)]
