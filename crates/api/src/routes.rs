@@ -1,0 +1,229 @@
+//! HTTP routes: identity (`/default/`), Swagger UI (`/`), OpenAPI (`/openapi.json`,
+//! `/swagger.json`), probes (`/livez`, `/readyz`, `/startupz`) and `/metrics`.
+//!
+//! Every GET route answers HEAD too (axum strips the body), because the global router
+//! probes `HEAD /`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use bytes::Bytes;
+
+use crate::drain::DrainState;
+use crate::identity::CardCache;
+use crate::metrics::{ApiMetrics, RouteLabel};
+
+/// What the handlers share: each piece is handed over as its own `Arc`.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// The pre-rendered identity body.
+    pub card: Arc<CardCache>,
+    /// Readiness.
+    pub drain: DrainState,
+    /// Request metrics.
+    pub metrics: Arc<ApiMetrics>,
+    /// Whether to log one line per request.
+    pub access_log: bool,
+    /// Pre-built `x-geoha-*` response headers.
+    pub identity_headers: Arc<IdentityHeaders>,
+}
+
+impl Shared {
+    /// Bundles the pieces the handlers need.
+    pub fn new(
+        card: Arc<CardCache>,
+        drain: DrainState,
+        metrics: Arc<ApiMetrics>,
+        access_log: bool,
+    ) -> Self {
+        let identity_headers = Arc::new(IdentityHeaders::new(&card));
+        Shared {
+            card,
+            drain,
+            metrics,
+            access_log,
+            identity_headers,
+        }
+    }
+}
+
+/// Where the Swagger UI assets are served; `/` serves the page that loads them.
+const DOCS_PREFIX: &str = "/docs";
+
+/// Builds the service's router.
+pub fn router(shared: Shared) -> Router {
+    let openapi = Bytes::from(crate::openapi::document_json());
+    let openapi_handler = move || {
+        let body = openapi.clone();
+        async move { ([(header::CONTENT_TYPE, "application/json")], body) }
+    };
+    let docs = swagger_ui_dist::generate_routes(swagger_ui_dist::ApiDefinition {
+        uri_prefix: DOCS_PREFIX,
+        api_definition: swagger_ui_dist::OpenApiSource::Uri("/openapi.json"),
+        title: Some("geoha API"),
+    });
+
+    Router::new()
+        .route("/default/", get(default_slash))
+        .route("/default", get(default_bare))
+        .route("/", get(swagger_page))
+        .route("/openapi.json", get(openapi_handler.clone()))
+        .route("/swagger.json", get(openapi_handler))
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
+        .route("/startupz", get(startupz))
+        .route("/metrics", get(metrics))
+        .with_state(shared.clone())
+        .merge(docs)
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(shared, observe))
+}
+
+/// `x-geoha-*` headers naming who answered, built once: load generators and the drill
+/// read them without parsing the body.
+#[derive(Debug, Clone)]
+pub struct IdentityHeaders(Vec<(&'static str, HeaderValue)>);
+
+impl IdentityHeaders {
+    fn new(card: &CardCache) -> Self {
+        let id = card.identity();
+        let pairs = [
+            ("x-geoha-region", &id.region),
+            ("x-geoha-zone", &id.zone),
+            ("x-geoha-replica", &id.replica),
+        ];
+        IdentityHeaders(
+            pairs
+                .into_iter()
+                .filter_map(|(name, v)| HeaderValue::from_str(v).ok().map(|v| (name, v)))
+                .collect(),
+        )
+    }
+}
+
+fn identity_response(shared: &Shared) -> Response {
+    let mut resp = Response::new(Body::from(shared.card.body()));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    for (name, value) in &shared.identity_headers.0 {
+        h.insert(*name, value.clone());
+    }
+    resp
+}
+
+/// Counts every request by route and status and, when asked, logs it.
+async fn observe(State(shared): State<Shared>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = RouteLabel::for_path(req.uri().path());
+    let method = shared.access_log.then(|| req.method().clone());
+    let path = shared.access_log.then(|| req.uri().path().to_string());
+    shared.metrics.begin();
+    let resp = next.run(req).await;
+    let elapsed = started.elapsed();
+    shared.metrics.end(route, resp.status().as_u16(), elapsed);
+    if let (Some(method), Some(path)) = (method, path) {
+        tracing::info!(target: "access", %method, %path, status = resp.status().as_u16(),
+            micros = elapsed.as_micros() as u64, "request");
+    }
+    resp
+}
+
+/// Who answered: hostname, public IP, region, zone, replica, version.
+#[utoipa::path(get, path = "/default/", tag = "default",
+    responses((status = 200, description = "The replica that answered", body = crate::identity::IdentityCard)))]
+pub(crate) async fn default_slash(State(shared): State<Shared>) -> Response {
+    identity_response(&shared)
+}
+
+/// Same as `/default/` (the reference accepts both).
+#[utoipa::path(get, path = "/default", tag = "default",
+    responses((status = 200, description = "The replica that answered", body = crate::identity::IdentityCard)))]
+pub(crate) async fn default_bare(State(shared): State<Shared>) -> Response {
+    identity_response(&shared)
+}
+
+async fn swagger_page() -> impl IntoResponse {
+    // swagger-ui-dist builds asset URLs from the request path, which breaks at `/`
+    // (`//swagger-ui.css`), so the page at `/` points at the assets under /docs itself.
+    let page = format!(
+        r#"<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8" />
+<meta name="viewport" content="width=device-width, initial-scale=1" />
+<title>geoha API</title>
+<link rel="stylesheet" href="{DOCS_PREFIX}/swagger-ui.css" />
+</head>
+<body>
+<div id="swagger-ui"></div>
+<script src="{DOCS_PREFIX}/swagger-ui-bundle.js"></script>
+<script>
+window.onload = () => {{ window.ui = SwaggerUIBundle({{ url: '/openapi.json', dom_id: '#swagger-ui' }}); }};
+</script>
+</body>
+</html>"#
+    );
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page)
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/livez", tag = "probes",
+    responses((status = 200, description = "Alive", body = String, content_type = "text/plain")))]
+pub(crate) async fn livez() -> &'static str {
+    "ok\n"
+}
+
+/// Readiness: 200 while the replica wants traffic, 503 once it drains.
+#[utoipa::path(get, path = "/readyz", tag = "probes",
+    responses(
+        (status = 200, description = "Ready", body = String, content_type = "text/plain"),
+        (status = 503, description = "Draining", body = String, content_type = "text/plain")))]
+pub(crate) async fn readyz(State(shared): State<Shared>) -> (StatusCode, &'static str) {
+    if shared.drain.is_draining() {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+    } else {
+        (StatusCode::OK, "ok\n")
+    }
+}
+
+/// Start-up: 200 once the service listens (it never waits on the IP lookup).
+#[utoipa::path(get, path = "/startupz", tag = "probes",
+    responses((status = 200, description = "Started", body = String, content_type = "text/plain")))]
+pub(crate) async fn startupz() -> &'static str {
+    "ok\n"
+}
+
+/// Prometheus text exposition of the request metrics.
+#[utoipa::path(get, path = "/metrics", tag = "probes",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain; version=0.0.4")))]
+pub(crate) async fn metrics(State(shared): State<Shared>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        shared.metrics.render(),
+    )
+}
+
+async fn not_found() -> (
+    StatusCode,
+    [(header::HeaderName, &'static str); 1],
+    &'static str,
+) {
+    (
+        StatusCode::NOT_FOUND,
+        [(header::CONTENT_TYPE, "application/json")],
+        "{\"message\":\"not found\"}",
+    )
+}

@@ -1,0 +1,32 @@
+//! The clap definition of every subcommand (what the user typed); validation into
+//! typed library configs happens in `cmd::*`.
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Keeps an HTTP service available across zones and regions, and proves it.
+#[derive(Debug, Parser)]
+#[command(name = "geoha", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    /// Log format: `pretty` for people, `json` for machines.
+    #[arg(
+        long,
+        global = true,
+        env = "GEOHA_LOG_FORMAT",
+        default_value = "pretty"
+    )]
+    pub(crate) log_format: LogFormat,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run the sample API service (one replica).
+    Api(crate::cmd::api::ApiArgs),
+}
