@@ -1,0 +1,127 @@
+//! `LabPlan`: what the lab runs and where, derived from a topology before anything
+//! starts. Every replica gets its own loopback address `127.<region>.<zone>.<n>` (region
+//! and zone are recognisable in the address) and a link address on the same IP, where
+//! the lab's `LinkProxy` stands between the front door and the replica.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+/// One replica's place in the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaPlan {
+    /// `<region>-z<zone>-r<n>`, e.g. `eastus2-z1-r0`.
+    pub name: String,
+    /// Region name.
+    pub region: String,
+    /// Zone label within the region.
+    pub zone: String,
+    /// Where the replica process listens.
+    pub addr: SocketAddr,
+    /// Where the front door connects (the link proxy in front of the replica).
+    pub link_addr: SocketAddr,
+    /// Front door priority of the region (1 = preferred).
+    pub priority: u8,
+    /// Front door weight of the region.
+    pub weight: u16,
+    /// Version label the replica reports.
+    pub version: String,
+}
+
+/// A region as the lab shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegionPlan {
+    /// Region name, e.g. `eastus2`.
+    pub name: String,
+    /// Role, e.g. `green`.
+    pub role: String,
+    /// Zone labels.
+    pub zones: Vec<String>,
+    /// Front door priority.
+    pub priority: u8,
+    /// Front door weight.
+    pub weight: u16,
+}
+
+/// Health probe settings handed to the front door.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbePlan {
+    /// Probe path, e.g. `/`.
+    pub path: String,
+    /// `HEAD` or `GET`.
+    pub method: String,
+    /// Time between probes.
+    pub interval: Duration,
+    /// Probes remembered.
+    pub sample_size: u32,
+    /// Successes among them for healthy.
+    pub successful_samples_required: u32,
+    /// Latency band width.
+    pub additional_latency_ms: u32,
+}
+
+/// Everything the lab starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabPlan {
+    /// Environment name, e.g. `dev`.
+    pub environment: String,
+    /// Regions in topology order.
+    pub regions: Vec<RegionPlan>,
+    /// Replicas in topology order (region, zone, index).
+    pub replicas: Vec<ReplicaPlan>,
+    /// Front door traffic listener.
+    pub frontdoor_listen: SocketAddr,
+    /// Front door probe settings.
+    pub probe: ProbePlan,
+    /// Overall origin response timeout.
+    pub origin_response_timeout: Duration,
+    /// Cookie affinity on/off.
+    pub session_affinity: bool,
+    /// Replicas' drain delay (kept short in the lab: the front door drains them first).
+    pub replica_drain_delay: Duration,
+}
+
+/// Address of replica `n` of zone `z` of region `r` (all 0-based): `127.<r+1>.<z+1>.<n+1>`.
+/// The link proxy shares the IP and listens on `link_port`.
+pub fn replica_ip(region: usize, zone: usize, n: usize) -> Ipv4Addr {
+    let octet = |i: usize| u8::try_from(i + 1).unwrap_or(u8::MAX);
+    Ipv4Addr::new(127, octet(region), octet(zone), octet(n))
+}
+
+/// Ports used when the topology asks for fixed ports.
+pub const DEFAULT_REPLICA_PORT: u16 = 8080;
+/// The link proxy's port next to a replica on a fixed port.
+pub const DEFAULT_LINK_PORT: u16 = 18080;
+
+impl LabPlan {
+    /// Replica names in a region.
+    pub fn replicas_in_region<'a>(
+        &'a self,
+        region: &'a str,
+    ) -> impl Iterator<Item = &'a ReplicaPlan> + 'a {
+        self.replicas.iter().filter(move |r| r.region == region)
+    }
+
+    /// Plan limits the address scheme can express (255 regions, zones, replicas).
+    pub fn check(&self) -> Result<(), String> {
+        if self.replicas.is_empty() {
+            return Err("the topology has no replicas".into());
+        }
+        let mut names: Vec<&str> = self.replicas.iter().map(|r| r.name.as_str()).collect();
+        names.sort_unstable();
+        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(format!("replica name {} appears twice", w[0]));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_encode_region_zone_and_replica() {
+        assert_eq!(replica_ip(0, 0, 0), Ipv4Addr::new(127, 1, 1, 1));
+        assert_eq!(replica_ip(1, 2, 0), Ipv4Addr::new(127, 2, 3, 1));
+    }
+}

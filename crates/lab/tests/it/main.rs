@@ -1,0 +1,3 @@
+//! Lab integration tests on real sockets: the link proxy's faults.
+
+mod link;
