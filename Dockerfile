@@ -1,13 +1,13 @@
 # The geoha image: one static binary in an empty image.
 #
-# No base image can be pulled here, so the binary is built on the host first:
+# No base image can be pulled here, so the binary is built on the host first and
+# staged next to this file by `scripts/image.sh`:
 #   RUSTFLAGS="-C target-feature=+crt-static" \
 #     cargo build --release --target x86_64-unknown-linux-gnu -p geoha
-#   docker build -t geoha:dev .
-# (`scripts/image.sh` does both.) The binary resolves nothing by name at run time
-# except the optional public-IP lookup, which degrades to "Error" without DNS.
+# The binary resolves nothing by name at run time except the optional public-IP
+# lookup, which degrades to "Error" without DNS.
 FROM scratch
-COPY target/x86_64-unknown-linux-gnu/release/geoha /geoha
+COPY geoha /geoha
 # A numeric non-root user: scratch has no /etc/passwd.
 USER 65532:65532
 EXPOSE 8080
