@@ -29,4 +29,8 @@ pub(crate) enum LogFormat {
 pub(crate) enum Command {
     /// Run the sample API service (one replica).
     Api(crate::cmd::api::ApiArgs),
+    /// Run the global HTTP router (Front Door) from a config file; SIGHUP reloads it.
+    Frontdoor(crate::cmd::frontdoor::FrontdoorArgs),
+    /// Measure availability: steady load, scripted faults, a report.
+    Drill(crate::cmd::drill::DrillArgs),
 }

@@ -2,6 +2,8 @@
 //! wires sockets and signals, and returns an exit code.
 
 pub(crate) mod api;
+pub(crate) mod drill;
+pub(crate) mod frontdoor;
 
 use std::process::ExitCode;
 
@@ -11,9 +13,12 @@ use crate::cli::{Cli, Command, LogFormat};
 
 /// Runs the chosen subcommand.
 pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    die_with_parent();
     init_logs(cli.log_format);
     match cli.command {
         Command::Api(args) => api::run(args),
+        Command::Frontdoor(args) => frontdoor::run(args),
+        Command::Drill(args) => drill::run(args),
     }
 }
 
@@ -35,4 +40,21 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?)
+}
+
+/// Processes started by `geoha up` carry `GEOHA_PARENT_PID`: they ask the kernel for
+/// SIGKILL when that parent dies, so no replica outlives a SIGKILLed lab. The check of
+/// the parent's PID after `prctl` closes the race where the parent died first.
+fn die_with_parent() {
+    let Some(parent) = std::env::var("GEOHA_PARENT_PID")
+        .ok()
+        .and_then(|p| p.parse::<i32>().ok())
+    else {
+        return;
+    };
+    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+    if nix::unistd::getppid().as_raw() != parent {
+        eprintln!("geoha: parent {parent} is gone; exiting");
+        std::process::exit(1);
+    }
 }

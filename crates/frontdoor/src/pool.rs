@@ -1,0 +1,147 @@
+//! Connections to one origin: HTTP/1.1, kept alive in a small pool of idle senders.
+//!
+//! Our own pool instead of hyper-util's legacy client because the proxy needs to know
+//! exactly what happened to a try: connect refused (nothing sent), pooled connection
+//! found closed (nothing sent: `try_send_request` hands the request back), or closed
+//! after sending. Only then can it decide whether another origin may get the request.
+
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::body::OutBody;
+
+/// A sender on one HTTP/1.1 connection to an origin.
+pub(crate) type Sender = http1::SendRequest<OutBody>;
+
+/// Why no connection could be made.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConnectError {
+    /// TCP connect or HTTP handshake failed.
+    #[error("connect to {addr}: {source}")]
+    Io {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// No TCP connection within the connect timeout (a black hole).
+    #[error("connect to {addr}: no answer within {after:?}")]
+    Timeout { addr: SocketAddr, after: Duration },
+    /// HTTP/1 handshake failed.
+    #[error("handshake with {addr}: {source}")]
+    Handshake {
+        addr: SocketAddr,
+        #[source]
+        source: hyper::Error,
+    },
+}
+
+/// Idle keep-alive connections to one origin.
+#[derive(Debug)]
+pub(crate) struct ConnectionPool {
+    addr: SocketAddr,
+    idle: Mutex<Vec<Sender>>,
+    max_idle: usize,
+}
+
+impl ConnectionPool {
+    pub(crate) fn new(addr: SocketAddr, max_idle: usize) -> Self {
+        ConnectionPool {
+            addr,
+            idle: Mutex::new(Vec::new()),
+            max_idle,
+        }
+    }
+
+    /// An idle connection that still looks open, if any (most recently used first).
+    pub(crate) fn take_idle(&self) -> Option<Sender> {
+        let mut idle = self.idle.lock().ok()?;
+        while let Some(sender) = idle.pop() {
+            if !sender.is_closed() {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    /// Returns a connection after its response was read to the end.
+    pub(crate) fn put(&self, sender: Sender) {
+        if sender.is_closed() {
+            return;
+        }
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < self.max_idle {
+                idle.push(sender);
+            }
+        }
+    }
+
+    /// Closes every idle connection (origin ejected, disabled or removed).
+    pub(crate) fn clear(&self) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.clear();
+        }
+    }
+
+    /// A new connection (not pooled until its first response completes).
+    pub(crate) async fn connect(&self, timeout: Duration) -> Result<Sender, ConnectError> {
+        let stream = open_tcp(self.addr, timeout).await?;
+        let (sender, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|source| ConnectError::Handshake {
+                addr: self.addr,
+                source,
+            })?;
+        tokio::spawn(async move {
+            if let Err(err) = conn.await {
+                tracing::debug!(%err, "origin connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// A new connection that may switch protocols (`Upgrade`); never pooled.
+    pub(crate) async fn connect_upgradable(
+        &self,
+        timeout: Duration,
+    ) -> Result<Sender, ConnectError> {
+        let stream = open_tcp(self.addr, timeout).await?;
+        let (sender, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|source| ConnectError::Handshake {
+                addr: self.addr,
+                source,
+            })?;
+        tokio::spawn(async move {
+            if let Err(err) = conn.with_upgrades().await {
+                tracing::debug!(%err, "upgraded origin connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+}
+
+/// A TCP connection with `TCP_NODELAY`, bounded by `timeout`.
+pub(crate) async fn open_tcp(
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<TcpStream, ConnectError> {
+    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Err(_) => {
+            return Err(ConnectError::Timeout {
+                addr,
+                after: timeout,
+            })
+        }
+        Ok(Err(source)) => return Err(ConnectError::Io { addr, source }),
+        Ok(Ok(s)) => s,
+    };
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}

@@ -1,0 +1,258 @@
+//! Failures under load: crashed, frozen and recovering origins.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use geoha_frontdoor::TryTimeoutConfig;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn killing_an_origin_under_steady_load_fails_no_client_request() {
+    let a = Origin::start("a").await;
+    let b = Origin::start("b").await;
+    let fd = Fd::start(config(&[("a", a.addr), ("b", b.addr)])).await;
+    // Both serve before the kill.
+    fd.wait_origin("b", "probed", |o| !o.probe_window.is_empty())
+        .await;
+    let b_state = std::sync::Arc::clone(&b.state);
+    let (ok, failed, by) = load(fd.addr, 8, async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        b.kill();
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    })
+    .await;
+    assert!(
+        failed.is_empty(),
+        "{} failed, {ok} ok: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(
+        by.get("b").is_some_and(|&n| n > 0),
+        "b served before the kill: {by:?}"
+    );
+    assert!(by.get("a").is_some_and(|&n| n > 100), "{by:?}");
+    assert!(b_state.requests.load(std::sync::atomic::Ordering::Relaxed) > 0);
+    let report = fd.origin("b").await;
+    assert!(
+        report.ejected || !report.healthy,
+        "dead origin still in: {report:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_frozen_origin_costs_at_most_the_timeout_and_is_ejected() {
+    let a = Origin::start("a").await;
+    let b = Origin::start("b").await;
+    let mut cfg = config(&[("a", a.addr), ("b", b.addr)]);
+    cfg.origin_groups[0].origin_response_timeout = Duration::from_millis(400);
+    // A timeout ejects at once (`eject_on_timeout`), not after 5 failures.
+    cfg.origin_groups[0].passive.consecutive_failures = 5;
+    let fd = Fd::start(cfg).await;
+    b.set_mode(Mode::Frozen);
+    let mut timeouts = 0;
+    for _ in 0..40 {
+        let started = tokio::time::Instant::now();
+        let ans = fd.get("/").await;
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_millis(1000),
+            "a request took {took:?}"
+        );
+        match ans.status {
+            200 => assert_eq!(ans.text(), "a"),
+            504 => timeouts += 1,
+            other => panic!("unexpected {other}: {}", ans.text()),
+        }
+    }
+    assert!(
+        timeouts <= 2,
+        "only the requests before ejection time out: {timeouts}"
+    );
+    let report = fd.origin("b").await;
+    assert!(report.ejected || !report.healthy, "{report:?}");
+    b.kill();
+}
+
+#[tokio::test]
+async fn with_a_try_timeout_a_frozen_origin_fails_no_get_and_posts_get_a_clear_504() {
+    let a = Origin::start("a").await;
+    let b = Origin::start("b").await;
+    let mut cfg = config(&[("a", a.addr), ("b", b.addr)]);
+    cfg.origin_groups[0].origin_response_timeout = Duration::from_millis(1500);
+    cfg.origin_groups[0].try_timeout = TryTimeoutConfig::fixed(Duration::from_millis(100));
+    // Keep sending to the frozen origin (no ejection, no probes) to test the retry alone.
+    cfg.origin_groups[0].passive.enabled = false;
+    cfg.origin_groups[0].probe.enabled = false;
+    let fd = Fd::start(cfg).await;
+    b.set_mode(Mode::Frozen);
+    let (ok, failed, by) = load(fd.addr, 4, tokio::time::sleep(Duration::from_millis(800))).await;
+    assert!(
+        failed.is_empty(),
+        "{} failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(3)]
+    );
+    assert!(ok > 20, "{ok}");
+    assert_eq!(by.keys().collect::<Vec<_>>(), vec!["a"]);
+    // A POST sent to the frozen origin is not retried: it waits for the overall timeout.
+    let mut saw_504 = false;
+    for _ in 0..20 {
+        let started = tokio::time::Instant::now();
+        let ans = request(fd.addr, "POST", "/upload", &[], Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+        if ans.status == 504 {
+            assert!(
+                started.elapsed() >= Duration::from_millis(1400),
+                "{:?}",
+                started.elapsed()
+            );
+            assert!(ans.text().contains("ref "));
+            saw_504 = true;
+            break;
+        }
+        assert_eq!(ans.status, 200);
+    }
+    assert!(saw_504, "no POST went to the frozen origin in 20 tries");
+    b.kill();
+}
+
+#[tokio::test]
+async fn failback_after_recovery_respects_slow_start() {
+    let a = Origin::start("a").await;
+    let b = Origin::start("b").await;
+    let b_addr = b.addr;
+    let mut cfg = config(&[("a", a.addr), ("b", b_addr)]);
+    cfg.origin_groups[0].slow_start = Duration::from_secs(2);
+    let fd = Fd::start(cfg).await;
+    b.kill();
+    fd.wait_origin("b", "unhealthy", |o| !o.healthy).await;
+    drop(b);
+    let b = Origin::restart_on("b", b_addr).await;
+    fd.wait_origin("b", "healthy", |o| o.healthy && !o.ejected)
+        .await;
+    let report = fd.origin("b").await;
+    assert!(report.ramp < 0.5, "just recovered: {report:?}");
+    let early = spread(&fd, 100).await;
+    let early_b = *early.get("b").unwrap_or(&0);
+    assert!(
+        early_b < 30,
+        "b ramps up slowly, got {early_b} of 100: {early:?}"
+    );
+    fd.wait_origin("b", "at full weight", |o| o.ramp >= 1.0)
+        .await;
+    let late = spread(&fd, 100).await;
+    let late_b = *late.get("b").unwrap_or(&0);
+    assert!(
+        late_b > early_b && late_b >= 30,
+        "early {early:?}, late {late:?}"
+    );
+    drop(b);
+}
+
+#[tokio::test]
+async fn the_adaptive_try_timeout_follows_the_origins_p99() {
+    let a = Origin::start("a").await;
+    let b = Origin::start("b").await;
+    let mut cfg = config(&[("a", a.addr), ("b", b.addr)]);
+    cfg.origin_groups[0].origin_response_timeout = Duration::from_secs(5);
+    cfg.origin_groups[0].try_timeout =
+        TryTimeoutConfig::adaptive(4.0, Duration::from_millis(60), Duration::from_secs(2));
+    cfg.origin_groups[0].passive.enabled = false;
+    cfg.origin_groups[0].probe.enabled = false;
+    let fd = Fd::start(cfg).await;
+    let report = fd.origin("b").await;
+    assert_eq!(
+        report.try_timeout_ms,
+        Some(2000.0),
+        "no answers yet: the ceiling"
+    );
+    spread(&fd, 100).await;
+    for name in ["a", "b"] {
+        let r = fd.origin(name).await;
+        assert_eq!(
+            r.try_timeout_ms,
+            Some(60.0),
+            "fast origin: the floor: {r:?}"
+        );
+    }
+    b.set_mode(Mode::Frozen);
+    for _ in 0..30 {
+        let started = tokio::time::Instant::now();
+        let ans = fd.get("/").await;
+        assert_eq!((ans.status, ans.text().as_str()), (200, "a"));
+        assert!(
+            started.elapsed() < Duration::from_millis(1000),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    let m = request(fd.admin, "GET", "/metrics", &[], Bytes::new())
+        .await
+        .unwrap();
+    assert!(
+        m.text().contains(
+            "geoha_frontdoor_origin_try_timeout_seconds{group=\"api\",origin=\"b\"} 0.06"
+        ),
+        "{}",
+        m.text()
+    );
+    b.kill();
+}
+
+#[tokio::test]
+async fn a_black_holed_origin_costs_the_connect_timeout_once_and_is_ejected() {
+    let a = Origin::start("a").await;
+    let (hole, _keep) = black_hole().await;
+    let mut cfg = config(&[("hole", hole), ("a", a.addr)]);
+    cfg.origin_groups[0].connect_timeout = Duration::from_millis(150);
+    cfg.origin_groups[0].probe.enabled = false;
+    cfg.origin_groups[0].passive.consecutive_failures = 5;
+    let fd = Fd::start(cfg).await;
+    let mut slow = 0;
+    for _ in 0..30 {
+        let started = tokio::time::Instant::now();
+        let ans = fd.get("/").await;
+        assert_eq!((ans.status, ans.text().as_str()), (200, "a"));
+        if started.elapsed() >= Duration::from_millis(140) {
+            slow += 1;
+        }
+    }
+    assert_eq!(slow, 1, "one connect timeout, then ejected");
+    let r = fd.origin("hole").await;
+    assert!(r.ejected, "{r:?}");
+    let m = request(fd.admin, "GET", "/metrics", &[], Bytes::new())
+        .await
+        .unwrap();
+    assert!(
+        m.text()
+            .contains("origin=\"hole\",kind=\"connect_timeout\"} 1"),
+        "{}",
+        m.text()
+    );
+}
+
+#[tokio::test]
+async fn a_try_timeout_never_cuts_a_try_that_no_retry_could_replace() {
+    // A group of one: nowhere else to go, so a slow answer is awaited.
+    let a = Origin::start("a").await;
+    let mut cfg = config(&[("a", a.addr)]);
+    cfg.origin_groups[0].try_timeout = TryTimeoutConfig::fixed(Duration::from_millis(100));
+    let fd = Fd::start(cfg).await;
+    let ans = fd.get("/slow?ms=300").await;
+    assert_eq!((ans.status, ans.text().as_str()), (200, "a"));
+
+    // No retry budget left: the try keeps its chance until the overall deadline.
+    let b = Origin::start("b").await;
+    let mut cfg = config(&[("a", a.addr), ("b", b.addr)]);
+    cfg.origin_groups[0].try_timeout = TryTimeoutConfig::fixed(Duration::from_millis(100));
+    cfg.retry.budget_percent = 0.0;
+    cfg.retry.min_retries_per_second = 0;
+    let fd = Fd::start(cfg).await;
+    for _ in 0..4 {
+        let ans = fd.get("/slow?ms=300").await;
+        assert_eq!(ans.status, 200, "{}", ans.text());
+    }
+}
