@@ -247,17 +247,16 @@ impl GroupOrigin {
             .unwrap_or_else(|| self.cfg.address.to_string())
     }
 
-    fn shares_failure_domain(&self, other: &GroupOrigin) -> bool {
+    /// 0: unrelated (another region, or no labels); 1: same region, another zone;
+    /// 2: same zone (of the same region, when regions are labelled).
+    fn closeness(&self, other: &GroupOrigin) -> u8 {
+        let same_zone = matches!((&self.cfg.zone, &other.cfg.zone), (Some(a), Some(b)) if a == b);
         match (&self.cfg.region, &other.cfg.region) {
-            (Some(a), Some(b)) if a != b => false,
-            (Some(_), Some(_)) => match (&self.cfg.zone, &other.cfg.zone) {
-                (Some(a), Some(b)) => a == b,
-                _ => true,
-            },
-            _ => match (&self.cfg.zone, &other.cfg.zone) {
-                (Some(a), Some(b)) => a == b,
-                _ => false,
-            },
+            (Some(a), Some(b)) if a != b => 0,
+            (Some(_), Some(_)) if same_zone => 2,
+            (Some(_), Some(_)) => 1,
+            _ if same_zone => 2,
+            _ => 0,
         }
     }
 }
@@ -299,7 +298,15 @@ impl OriginGroup {
                     tried: tried.contains(&i),
                     near_failure: failed
                         .iter()
-                        .any(|&f| f == i || self.origins[f].shares_failure_domain(o)),
+                        .map(|&f| {
+                            if f == i {
+                                2
+                            } else {
+                                self.origins[f].closeness(o)
+                            }
+                        })
+                        .max()
+                        .unwrap_or(0),
                 }
             })
             .collect()
@@ -601,9 +608,20 @@ mod tests {
                 affinity_id: String::new(),
             }
         };
-        assert!(o(Some("e"), Some("1")).shares_failure_domain(&o(Some("e"), Some("1"))));
-        assert!(!o(Some("e"), Some("1")).shares_failure_domain(&o(Some("e"), Some("2"))));
-        assert!(!o(Some("e"), Some("1")).shares_failure_domain(&o(Some("c"), Some("1"))));
-        assert!(!o(None, None).shares_failure_domain(&o(None, None)));
+        assert_eq!(
+            o(Some("e"), Some("1")).closeness(&o(Some("e"), Some("1"))),
+            2
+        );
+        assert_eq!(
+            o(Some("e"), Some("1")).closeness(&o(Some("e"), Some("2"))),
+            1
+        );
+        // Zone "1" of another region is another failure domain.
+        assert_eq!(
+            o(Some("e"), Some("1")).closeness(&o(Some("c"), Some("1"))),
+            0
+        );
+        assert_eq!(o(None, Some("1")).closeness(&o(None, Some("1"))), 2);
+        assert_eq!(o(None, None).closeness(&o(None, None)), 0);
     }
 }

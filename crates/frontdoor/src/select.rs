@@ -3,8 +3,10 @@
 //!
 //! If no origin is healthy the selector fails open: first to origins that passive health
 //! has not ejected, then to every enabled one (a group of one always uses its origin).
-//! On a retry, origins already tried are skipped, and origins outside the failed try's
-//! zone and region are preferred within the same health tier.
+//! On a retry, origins already tried are skipped, and within the same health tier the
+//! origins farthest from the failed tries are preferred: another region, then another
+//! zone of the same region, then the same zone (a region-wide failure is the common
+//! case, and zone labels such as "1" repeat across regions).
 
 use std::time::Duration;
 
@@ -27,8 +29,9 @@ pub struct Candidate {
     pub latency: Option<Duration>,
     /// Already tried for this request.
     pub tried: bool,
-    /// Shares a zone or region with an origin that failed this request.
-    pub near_failure: bool,
+    /// How close to an origin that failed this request: 0 = another region (or no
+    /// failure yet), 1 = same region, other zone, 2 = same region and zone.
+    pub near_failure: u8,
 }
 
 impl Candidate {
@@ -42,7 +45,7 @@ impl Candidate {
             weight,
             latency: None,
             tried: false,
-            near_failure: false,
+            near_failure: 0,
         }
     }
 }
@@ -84,8 +87,8 @@ impl Selector {
             if set.is_empty() {
                 continue;
             }
-            if set.iter().any(|&i| !cands[i].near_failure) {
-                set.retain(|&i| !cands[i].near_failure);
+            if let Some(farthest) = set.iter().map(|&i| cands[i].near_failure).min() {
+                set.retain(|&i| cands[i].near_failure == farthest);
             }
             if tier == Tier::Healthy {
                 set = self.narrow(cands, set);
@@ -254,7 +257,10 @@ mod tests {
     fn retries_skip_tried_origins_and_prefer_other_zones() {
         let mut cands = [Candidate::healthy(50.0); 3];
         cands[0].tried = true;
-        cands[1].near_failure = true;
+        cands[1].near_failure = 2;
+        assert_eq!(counts(sel(0), &cands, 100), vec![0, 0, 100]);
+        cands[2].near_failure = 1;
+        // Another zone of the failed region beats the failed zone itself.
         assert_eq!(counts(sel(0), &cands, 100), vec![0, 0, 100]);
         cands[2].healthy = false;
         // Health beats locality.

@@ -31,6 +31,18 @@ pub(crate) enum Command {
     Api(crate::cmd::api::ApiArgs),
     /// Run the global HTTP router (Front Door) from a config file; SIGHUP reloads it.
     Frontdoor(crate::cmd::frontdoor::FrontdoorArgs),
+    /// Run the whole multi-region system on this machine (Ctrl-C stops it).
+    Up(crate::cmd::lab::UpArgs),
+    /// Stop a running lab.
+    Down(crate::cmd::lab::DownArgs),
+    /// Show the running lab: regions, replicas, health, traffic share, faults.
+    Status(crate::cmd::lab::StatusArgs),
+    /// Break the running lab on purpose: kill|freeze|thaw|slow|loss|partition|error-rate|heal.
+    Fault(crate::cmd::lab::FaultArgs),
+    /// Validate or print a topology file.
+    Topology(crate::cmd::topology::TopologyArgs),
+    /// Convert the reference's variables.json into a topology file.
+    Import(crate::cmd::topology::ImportArgs),
     /// Measure availability: steady load, scripted faults, a report.
     Drill(crate::cmd::drill::DrillArgs),
 }

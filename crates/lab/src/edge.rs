@@ -23,6 +23,17 @@ pub struct OriginView {
     /// Recent traffic share.
     #[serde(default)]
     pub share: f64,
+    /// Probe results, oldest first (only real probes; a new origin has none).
+    #[serde(default)]
+    pub probe_window: Vec<bool>,
+}
+
+impl OriginView {
+    /// Healthy, not ejected, and its latest probe really answered 200 (a new origin is
+    /// healthy by Front Door's rules before any probe ran; readiness wants proof).
+    pub fn proven_healthy(&self) -> bool {
+        self.healthy && !self.ejected && self.probe_window.last() == Some(&true)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -77,14 +88,56 @@ pub struct Edge {
 }
 
 impl Edge {
-    /// Starts the front door in front of the plan's links.
+    /// Starts the front door in-process in front of the plan's links: one origin group
+    /// `api`, one origin per replica (its link address), the region's priority and
+    /// weight, the topology's probe, and an admin API on a free loopback port.
     pub async fn start(
-        _plan: &crate::plan::LabPlan,
-        _traffic: tokio::net::TcpListener,
-        _tasks: &tokio_util::task::TaskTracker,
-        _stop: tokio_util::sync::CancellationToken,
+        plan: &crate::plan::LabPlan,
+        traffic: tokio::net::TcpListener,
+        tasks: &tokio_util::task::TaskTracker,
+        stop: tokio_util::sync::CancellationToken,
     ) -> Result<Edge, String> {
-        Err("front door wiring pending".into())
+        let token = crate::random_token();
+        let cfg = frontdoor_config(plan, &token)?;
+        let admin = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| format!("cannot bind the admin listener: {e}"))?;
+        let admin_addr = admin
+            .local_addr()
+            .map_err(|e| format!("admin listener: {e}"))?;
+        let cfg = std::sync::Arc::new(cfg);
+        // The lab never reloads; the sender lives as long as the front door.
+        let (reloads, rx) = tokio::sync::watch::channel(std::sync::Arc::clone(&cfg));
+        let shutdown = stop.clone();
+        tasks.spawn(async move {
+            let _keep = reloads;
+            let listeners = geoha_frontdoor::Listeners {
+                traffic: vec![traffic],
+                admin: Some(admin),
+            };
+            if let Err(err) =
+                geoha_frontdoor::run(
+                    cfg,
+                    listeners,
+                    rx,
+                    async move { shutdown.cancelled().await },
+                )
+                .await
+            {
+                tracing::error!(%err, "front door stopped");
+            }
+        });
+        tracing::info!("listening addr={admin_addr} (front door admin API)");
+        Ok(Edge {
+            admin: admin_addr,
+            token,
+            stop,
+        })
+    }
+
+    /// The admin API's bearer token.
+    pub fn token(&self) -> &str {
+        &self.token
     }
 
     /// The admin listener's address.
@@ -101,4 +154,69 @@ impl Edge {
     pub fn stop(&self) {
         self.stop.cancel();
     }
+}
+
+/// The front door configuration for a plan.
+pub fn frontdoor_config(
+    plan: &crate::plan::LabPlan,
+    admin_token: &str,
+) -> Result<geoha_frontdoor::Config, String> {
+    use geoha_frontdoor::{
+        AdminConfig, Config, ListenerConfig, OriginConfig, OriginGroupConfig, Priority,
+        ProbeConfig, ProbeMethod, RouteConfig, TryTimeoutConfig, Weight,
+    };
+    let method = match plan.probe.method.as_str() {
+        "GET" => ProbeMethod::Get,
+        _ => ProbeMethod::Head,
+    };
+    let mut origins = Vec::new();
+    for r in &plan.replicas {
+        let mut o = OriginConfig::new(&r.name, r.link_addr);
+        o.priority =
+            Priority::new(r.priority).ok_or_else(|| format!("{}: bad priority", r.name))?;
+        o.weight = Weight::new(r.weight).ok_or_else(|| format!("{}: bad weight", r.name))?;
+        o.region = Some(r.region.clone());
+        o.zone = Some(r.zone.clone());
+        origins.push(o);
+    }
+    let cfg = Config {
+        listeners: vec![ListenerConfig {
+            address: plan.frontdoor_listen,
+            tls: None,
+        }],
+        admin: Some(AdminConfig {
+            address: None,
+            token: admin_token.to_string(),
+        }),
+        routes: vec![RouteConfig {
+            origin_group: "api".into(),
+            ..RouteConfig::default()
+        }],
+        origin_groups: vec![OriginGroupConfig {
+            name: "api".into(),
+            session_affinity: plan.session_affinity,
+            origin_response_timeout: plan.origin_response_timeout,
+            // Gray failures (frozen, black-holed replicas) cost one try, not the whole
+            // origin timeout: idempotent requests move on after 4 x the origin's p99.
+            try_timeout: TryTimeoutConfig::adaptive(
+                4.0,
+                Duration::from_millis(250),
+                Duration::from_secs(2),
+            ),
+            probe: ProbeConfig {
+                path: plan.probe.path.clone(),
+                method,
+                interval: plan.probe.interval,
+                sample_size: plan.probe.sample_size,
+                successful_samples_required: plan.probe.successful_samples_required,
+                additional_latency_ms: plan.probe.additional_latency_ms,
+                ..ProbeConfig::default()
+            },
+            origins,
+            ..OriginGroupConfig::default()
+        }],
+        ..Config::default()
+    };
+    cfg.validate().map_err(|e| e.to_string())?;
+    Ok(cfg)
 }

@@ -140,7 +140,7 @@ pub struct LabHandle {
 #[derive(Debug)]
 pub struct Lab;
 
-fn random_token() -> String {
+pub(crate) fn random_token() -> String {
     let bytes: [u8; 16] = rand::rng().random();
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -249,7 +249,8 @@ impl Lab {
             });
         }
 
-        let edge = edge::Edge::start(&plan, traffic, &tasks, background.clone())
+        // Its own token: shutdown stops the front door before the links and replicas.
+        let edge = edge::Edge::start(&plan, traffic, &tasks, background.child_token())
             .await
             .map_err(LabError::Frontdoor)?;
 
@@ -327,23 +328,27 @@ impl LabHandle {
         self.inner.stop.cancelled().await;
     }
 
-    /// Waits until the front door sees every replica healthy; returns how long it took.
+    /// Waits until the front door sees every replica healthy, each with at least one
+    /// real successful probe; returns how long it took.
     pub async fn wait_healthy(&self, within: Duration) -> Result<Duration, LabError> {
         let started = tokio::time::Instant::now();
-        let mut last = String::new();
+        let mut last = String::from("front door admin API not answering");
         while started.elapsed() < within {
-            let report = self.inner.status().await;
-            let unhealthy: Vec<&str> = report
-                .replicas
-                .iter()
-                .filter(|r| !r.healthy)
-                .map(|r| r.name.as_str())
-                .collect();
-            if unhealthy.is_empty() {
-                return Ok(started.elapsed());
+            if let Some(origins) = self.inner.edge.origins().await {
+                let unhealthy: Vec<&str> = self
+                    .inner
+                    .plan
+                    .replicas
+                    .iter()
+                    .filter(|r| !origins.get(&r.name).is_some_and(|o| o.proven_healthy()))
+                    .map(|r| r.name.as_str())
+                    .collect();
+                if unhealthy.is_empty() {
+                    return Ok(started.elapsed());
+                }
+                last = unhealthy.join(", ");
             }
-            last = unhealthy.join(", ");
-            tokio::time::sleep(Duration::from_millis(25)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Err(LabError::NotReady {
             unhealthy: last,
@@ -351,9 +356,10 @@ impl LabHandle {
         })
     }
 
-    /// Stops everything: replicas drain and exit, links and the front door close, the
-    /// state file is removed.
+    /// Stops everything: the front door stops accepting and drains, replicas drain and
+    /// exit, links close, the state file is removed.
     pub async fn shutdown(self) {
+        self.inner.edge.stop();
         let stops = self
             .inner
             .slots
@@ -362,7 +368,6 @@ impl LabHandle {
             .collect::<Vec<_>>();
         futures_join_all(stops).await;
         self.background.cancel();
-        self.inner.edge.stop();
         self.tasks.close();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.tasks.wait()).await;
         state::LabState::remove_if_mine(&self.state_dir);

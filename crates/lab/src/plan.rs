@@ -92,7 +92,90 @@ pub const DEFAULT_REPLICA_PORT: u16 = 8080;
 /// The link proxy's port next to a replica on a fixed port.
 pub const DEFAULT_LINK_PORT: u16 = 18080;
 
+/// What the lab decides that the topology does not say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanOptions {
+    /// Port every replica listens on (0: any free port, for tests running labs in
+    /// parallel).
+    pub replica_port: u16,
+    /// Port of the link proxy next to each replica (0 with `replica_port` 0).
+    pub link_port: u16,
+    /// Overrides the topology's front door address.
+    pub frontdoor_listen: Option<SocketAddr>,
+}
+
+impl Default for PlanOptions {
+    fn default() -> Self {
+        PlanOptions {
+            replica_port: DEFAULT_REPLICA_PORT,
+            link_port: DEFAULT_LINK_PORT,
+            frontdoor_listen: None,
+        }
+    }
+}
+
 impl LabPlan {
+    /// The plan for a topology: one replica per (region, zone, n) on
+    /// `127.<region>.<zone>.<n>`, named `<region>-z<zone>-r<n>`.
+    pub fn from_topology(
+        topology: &geoha_topology::Topology,
+        options: &PlanOptions,
+    ) -> Result<LabPlan, String> {
+        let link_port = if options.replica_port == 0 {
+            0
+        } else {
+            options.link_port
+        };
+        let mut replicas = Vec::new();
+        let mut regions = Vec::new();
+        for (ri, region) in topology.regions.iter().enumerate() {
+            for (zi, zone) in region.zones.iter().enumerate() {
+                for n in 0..region.replicas_per_zone as usize {
+                    let ip = replica_ip(ri, zi, n);
+                    replicas.push(ReplicaPlan {
+                        name: format!("{}-z{zone}-r{n}", region.name),
+                        region: region.name.clone(),
+                        zone: zone.clone(),
+                        addr: SocketAddr::from((ip, options.replica_port)),
+                        link_addr: SocketAddr::from((ip, link_port)),
+                        priority: region.priority,
+                        weight: region.weight,
+                        version: topology.image.version.clone(),
+                    });
+                }
+            }
+            regions.push(RegionPlan {
+                name: region.name.clone(),
+                role: region.role.clone(),
+                zones: region.zones.clone(),
+                priority: region.priority,
+                weight: region.weight,
+            });
+        }
+        let fd = &topology.frontdoor;
+        let plan = LabPlan {
+            environment: topology.environment.clone(),
+            regions,
+            replicas,
+            frontdoor_listen: options.frontdoor_listen.unwrap_or(fd.listen),
+            probe: ProbePlan {
+                path: fd.probe.path.clone(),
+                method: fd.probe.method.as_str().to_string(),
+                interval: fd.probe.interval,
+                sample_size: fd.probe.sample_size,
+                successful_samples_required: fd.probe.successful_samples_required,
+                additional_latency_ms: fd.probe.additional_latency_ms,
+            },
+            origin_response_timeout: fd.origin_response_timeout,
+            session_affinity: fd.session_affinity,
+            // The front door stops sending first (ejection, shutdown order), so replicas
+            // need only a short grace before they stop accepting.
+            replica_drain_delay: Duration::from_millis(300),
+        };
+        plan.check()?;
+        Ok(plan)
+    }
+
     /// Replica names in a region.
     pub fn replicas_in_region<'a>(
         &'a self,
@@ -123,5 +206,38 @@ mod tests {
     fn addresses_encode_region_zone_and_replica() {
         assert_eq!(replica_ip(0, 0, 0), Ipv4Addr::new(127, 1, 1, 1));
         assert_eq!(replica_ip(1, 2, 0), Ipv4Addr::new(127, 2, 3, 1));
+    }
+
+    #[test]
+    fn the_default_topology_plans_six_replicas_on_recognisable_addresses() {
+        let plan = LabPlan::from_topology(
+            &geoha_topology::Topology::builtin_default(),
+            &PlanOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(plan.replicas.len(), 6);
+        let r = &plan.replicas[4];
+        assert_eq!(r.name, "centralus-z2-r0");
+        assert_eq!(r.addr, "127.2.2.1:8080".parse().unwrap());
+        assert_eq!(r.link_addr, "127.2.2.1:18080".parse().unwrap());
+        assert_eq!(plan.frontdoor_listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(plan.probe.method, "HEAD");
+        assert_eq!(plan.regions[1].role, "blue");
+    }
+
+    #[test]
+    fn port_zero_gives_free_ports_to_replicas_and_links() {
+        let opts = PlanOptions {
+            replica_port: 0,
+            frontdoor_listen: Some("127.0.0.1:0".parse().unwrap()),
+            ..PlanOptions::default()
+        };
+        let plan =
+            LabPlan::from_topology(&geoha_topology::Topology::builtin_default(), &opts).unwrap();
+        assert!(plan
+            .replicas
+            .iter()
+            .all(|r| r.addr.port() == 0 && r.link_addr.port() == 0));
+        assert_eq!(plan.frontdoor_listen.port(), 0);
     }
 }

@@ -116,9 +116,9 @@ pub(crate) fn run(args: DrillArgs) -> anyhow::Result<ExitCode> {
         None => LabState::read(&geoha_lab::state::state_dir()).map_err(drill_error)?,
     };
     let control = match (&args.control, &state) {
-        (Some(url), _) => Some(
-            LabEndpoint::new(url, args.token.as_deref().unwrap_or("")).map_err(drill_error)?,
-        ),
+        (Some(url), _) => {
+            Some(LabEndpoint::new(url, args.token.as_deref().unwrap_or("")).map_err(drill_error)?)
+        }
         (None, Some(state)) => Some(state.endpoint().map_err(drill_error)?),
         (None, None) => None,
     };
@@ -159,11 +159,15 @@ pub(crate) fn run(args: DrillArgs) -> anyhow::Result<ExitCode> {
 
     print!("{}", geoha_drill::report::summary::render(&report));
     if let Some(path) = &args.json {
-        report.write_json_file(path).context("writing the JSON report")?;
+        report
+            .write_json_file(path)
+            .context("writing the JSON report")?;
         println!("JSON report: {}", path.display());
     }
     if let Some(path) = &args.html {
-        report.write_html_file(path).context("writing the HTML report")?;
+        report
+            .write_html_file(path)
+            .context("writing the HTML report")?;
         println!("HTML report: {}", path.display());
     }
     let objectives = Objectives {

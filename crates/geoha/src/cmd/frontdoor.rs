@@ -84,4 +84,3 @@ pub(crate) fn run(args: FrontdoorArgs) -> anyhow::Result<ExitCode> {
         }
     })
 }
-

@@ -4,6 +4,8 @@
 pub(crate) mod api;
 pub(crate) mod drill;
 pub(crate) mod frontdoor;
+pub(crate) mod lab;
+pub(crate) mod topology;
 
 use std::process::ExitCode;
 
@@ -19,6 +21,12 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Api(args) => api::run(args),
         Command::Frontdoor(args) => frontdoor::run(args),
         Command::Drill(args) => drill::run(args),
+        Command::Up(args) => lab::up(args),
+        Command::Down(args) => lab::down(args),
+        Command::Status(args) => lab::status(args),
+        Command::Fault(args) => lab::fault(args),
+        Command::Topology(args) => topology::run(args),
+        Command::Import(args) => topology::import(args),
     }
 }
 

@@ -2,4 +2,6 @@
 //! one module per subcommand.
 
 mod api;
+mod lab;
 mod support;
+mod topology;

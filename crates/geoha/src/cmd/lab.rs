@@ -1,0 +1,387 @@
+//! `geoha up`, `geoha status`, `geoha fault`, `geoha down`: the local multi-region lab.
+
+use std::io::IsTerminal as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::Args;
+use geoha_lab::fault::{FaultAction, FaultRequest};
+use geoha_lab::link::PartitionMode;
+use geoha_lab::report::StatusReport;
+use geoha_lab::state::{state_dir, LabState};
+use geoha_lab::{Lab, LabOptions};
+
+use crate::exit::BadInput;
+
+/// Control API calls are loopback calls: a short bound.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Args)]
+pub(crate) struct UpArgs {
+    /// Topology file [default: the built-in reference topology].
+    topology: Option<PathBuf>,
+    /// Front door listen address [default: the topology's, 127.0.0.1:8080].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Run replicas as containers (Docker) instead of processes.
+    #[arg(long)]
+    containers: bool,
+    /// Control API address (loopback).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    control: SocketAddr,
+    /// Replica port: 0 picks a free port per replica (used by tests running labs in
+    /// parallel); the default keeps replicas on :8080 of their own address.
+    #[arg(long, hide = true)]
+    replica_port: Option<u16>,
+    /// How long to wait for every replica to be healthy behind the front door.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    ready_timeout: Duration,
+}
+
+pub(crate) fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
+    if args.containers {
+        bail!(BadInput(
+            "--containers: container mode is not available in this build yet; run without it (process mode)".into()
+        ));
+    }
+    let topology = crate::cmd::topology::load(args.topology.as_deref())?;
+    let mut options = geoha_lab::plan::PlanOptions::default();
+    if let Some(port) = args.replica_port {
+        options.replica_port = port;
+    }
+    if let Some(listen) = args.listen {
+        options.frontdoor_listen = Some(listen);
+    }
+    let plan = geoha_lab::plan::LabPlan::from_topology(&topology, &options)
+        .map_err(|e| BadInput(format!("topology: {e}")))?;
+    let exe = std::env::current_exe().context("cannot find the geoha executable")?;
+    let rt = super::runtime()?;
+    rt.block_on(async move {
+        let started = std::time::Instant::now();
+        let lab = Lab::start(
+            plan,
+            LabOptions {
+                exe,
+                control_listen: args.control,
+                state_dir: state_dir(),
+            },
+        )
+        .await?;
+        let healthy = lab.wait_healthy(args.ready_timeout).await;
+        let report = lab.status().await;
+        print_table(&report);
+        match healthy {
+            Ok(_) => println!(
+                "\nall {} replicas healthy behind the front door in {:.2}s",
+                report.replicas.len(),
+                started.elapsed().as_secs_f64()
+            ),
+            Err(e) => eprintln!("\nwarning: {e}"),
+        }
+        println!(
+            "try:   curl http://{}/default/\nstatus: geoha status   faults: geoha fault kill region:{}   stop: Ctrl-C or geoha down",
+            lab.frontdoor_addr(),
+            report.regions.first().map(|r| r.name.as_str()).unwrap_or("NAME"),
+        );
+        tracing::info!(control = %lab.control_url(), "lab running");
+        tokio::select! {
+            () = crate::signals::shutdown() => {}
+            () = lab.stop_requested() => tracing::info!("stop requested through the control API"),
+        }
+        eprintln!("stopping: draining replicas...");
+        lab.shutdown().await;
+        eprintln!("stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    /// Print the JSON document (for scripts).
+    #[arg(long)]
+    json: bool,
+    /// Print once even on a terminal (default: refresh every second on a terminal).
+    #[arg(long)]
+    once: bool,
+    /// Control API URL [default: from the state file].
+    #[arg(long)]
+    control: Option<String>,
+    /// Control API token [default: from the state file].
+    #[arg(long, env = "GEOHA_CONTROL_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+/// Where the control API is and its token: flags first, then the state file.
+fn control_target(
+    control: Option<String>,
+    token: Option<String>,
+) -> anyhow::Result<(SocketAddr, String)> {
+    let state = LabState::read(&state_dir()).map_err(|e| anyhow::anyhow!(e))?;
+    let url = match (control, &state) {
+        (Some(u), _) => u,
+        (None, Some(s)) => s.control_url.clone(),
+        (None, None) => bail!(
+            "no running lab found (no {}); start one with `geoha up`, or pass --control URL",
+            geoha_lab::state::state_file(&state_dir()).display()
+        ),
+    };
+    let token = token.or_else(|| state.map(|s| s.token)).unwrap_or_default();
+    let addr = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse::<SocketAddr>()
+        .map_err(|_| BadInput(format!("--control: {url:?} is not http://IP:PORT")))?;
+    Ok((addr, token))
+}
+
+async fn fetch_status(addr: SocketAddr, token: &str) -> anyhow::Result<StatusReport> {
+    let (status, body) = geoha_lab::admin_client::call(
+        addr,
+        http::Method::GET,
+        "/v1/status",
+        Some(token),
+        None,
+        CONTROL_TIMEOUT,
+    )
+    .await
+    .context("the lab's control API did not answer (is `geoha up` still running?)")?;
+    if !status.is_success() {
+        bail!(
+            "control API answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    serde_json::from_slice(&body).context("unexpected status document")
+}
+
+pub(crate) fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let (addr, token) = control_target(args.control, args.token)?;
+    let rt = super::runtime()?;
+    rt.block_on(async move {
+        let refresh = !args.json && !args.once && std::io::stdout().is_terminal();
+        loop {
+            let report = fetch_status(addr, &token).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            if refresh {
+                // Clear the screen and home the cursor: a refreshing view.
+                print!("\x1b[2J\x1b[H");
+            }
+            print_table(&report);
+            if !refresh {
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("\n(refreshing every second; Ctrl-C to quit)");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    })
+}
+
+fn print_table(report: &StatusReport) {
+    println!(
+        "environment {}   front door http://{}   (admin {}{})",
+        report.environment,
+        report.frontdoor.listen,
+        report.frontdoor.admin,
+        if report.frontdoor.reachable {
+            ""
+        } else {
+            ", NOT ANSWERING"
+        }
+    );
+    println!();
+    println!(
+        "{:<12} {:<6} {:>4} {:>6} {:>9} {:>7}",
+        "REGION", "ROLE", "PRIO", "WEIGHT", "HEALTHY", "SHARE"
+    );
+    for r in &report.regions {
+        println!(
+            "{:<12} {:<6} {:>4} {:>6} {:>9} {:>6.0}%",
+            r.name,
+            r.role,
+            r.priority,
+            r.weight,
+            format!("{}/{}", r.healthy, r.replicas),
+            r.share * 100.0
+        );
+    }
+    println!();
+    println!(
+        "{:<18} {:<10} {:<5} {:<20} {:<8} {:<11} {:>6} {:>8} {:>6}  FAULTS",
+        "REPLICA", "REGION", "ZONE", "ADDRESS", "HEALTH", "STATE", "SHARE", "REQUESTS", "RESTARTS"
+    );
+    for r in &report.replicas {
+        let health = if r.ejected {
+            "ejected"
+        } else if r.healthy {
+            "healthy"
+        } else {
+            "down"
+        };
+        println!(
+            "{:<18} {:<10} {:<5} {:<20} {:<8} {:<11} {:>5.0}% {:>8} {:>8}  {}",
+            r.name,
+            r.region,
+            r.zone,
+            r.addr,
+            health,
+            r.state,
+            r.share * 100.0,
+            r.requests,
+            r.restarts,
+            r.faults.join(", ")
+        );
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct FaultArgs {
+    /// kill | freeze | thaw | slow | loss | partition | error-rate | heal
+    action: String,
+    /// replica:NAME | zone:REGION-ZONE | region:NAME
+    target: String,
+    /// The share for `error-rate` and `loss` (0..1), e.g. `geoha fault error-rate region:x 0.3`.
+    value: Option<f64>,
+    /// `slow`: added latency, e.g. 200ms.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    latency: Option<Duration>,
+    /// `slow`: uniform jitter on top of the latency.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    jitter: Option<Duration>,
+    /// `error-rate`/`loss`: the share (0..1), same as VALUE.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// `kill`: keep it down until `heal`.
+    #[arg(long)]
+    stay_down: bool,
+    /// `kill`: restart after this long.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    restart_after: Option<Duration>,
+    /// `partition`: blackhole (accept, never answer; default) or refuse.
+    #[arg(long)]
+    mode: Option<String>,
+    /// Control API URL [default: from the state file].
+    #[arg(long)]
+    control: Option<String>,
+    /// Control API token [default: from the state file].
+    #[arg(long, env = "GEOHA_CONTROL_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+pub(crate) fn fault(args: FaultArgs) -> anyhow::Result<ExitCode> {
+    let action: FaultAction = args.action.parse().map_err(BadInput)?;
+    let share = args.rate.or(args.value);
+    let mode = match args.mode.as_deref() {
+        None => None,
+        Some("blackhole") => Some(PartitionMode::Blackhole),
+        Some("refuse") => Some(PartitionMode::Refuse),
+        Some(m) => bail!(BadInput(format!(
+            "--mode: {m:?} is not blackhole or refuse"
+        ))),
+    };
+    let req = FaultRequest {
+        action,
+        target: args.target.clone(),
+        latency_ms: args.latency.map(|d| d.as_millis() as u64),
+        jitter_ms: args.jitter.map(|d| d.as_millis() as u64),
+        loss: (action == FaultAction::Loss).then_some(share).flatten(),
+        rate: (action == FaultAction::ErrorRate)
+            .then_some(share)
+            .flatten(),
+        stay_down: args.stay_down.then_some(true),
+        restart_after_ms: args.restart_after.map(|d| d.as_millis() as u64),
+        mode,
+    };
+    // Validate here too, so a typo exits 64 before any call.
+    req.validate().map_err(BadInput)?;
+    let (addr, token) = control_target(args.control, args.token)?;
+    let rt = super::runtime()?;
+    rt.block_on(async move {
+        let (status, body) = geoha_lab::admin_client::call(
+            addr,
+            http::Method::POST,
+            "/v1/faults",
+            Some(&token),
+            Some(serde_json::to_vec(&req)?),
+            CONTROL_TIMEOUT,
+        )
+        .await
+        .context("the lab's control API did not answer (is `geoha up` still running?)")?;
+        let answer: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        if status.is_success() {
+            let names: Vec<String> = answer["applied"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
+            println!("{} {}: {}", args.action, args.target, names.join(", "));
+            Ok(ExitCode::SUCCESS)
+        } else if status.is_client_error() {
+            bail!(BadInput(
+                answer["error"].as_str().unwrap_or("rejected").to_string()
+            ))
+        } else {
+            bail!("control API answered {status}")
+        }
+    })
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DownArgs {
+    /// Control API URL [default: from the state file].
+    #[arg(long)]
+    control: Option<String>,
+    /// Control API token [default: from the state file].
+    #[arg(long, env = "GEOHA_CONTROL_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// How long to wait for the lab to stop.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    wait: Duration,
+}
+
+pub(crate) fn down(args: DownArgs) -> anyhow::Result<ExitCode> {
+    let state = LabState::read(&state_dir()).map_err(|e| anyhow::anyhow!(e))?;
+    let (addr, token) = control_target(args.control, args.token)?;
+    let rt = super::runtime()?;
+    rt.block_on(async move {
+        let (status, _) = geoha_lab::admin_client::call(
+            addr,
+            http::Method::POST,
+            "/v1/shutdown",
+            Some(&token),
+            None,
+            CONTROL_TIMEOUT,
+        )
+        .await
+        .context("the lab's control API did not answer")?;
+        if !status.is_success() {
+            bail!("control API answered {status}");
+        }
+        if let Some(s) = state {
+            let deadline = tokio::time::Instant::now() + args.wait;
+            while s.is_alive() {
+                if tokio::time::Instant::now() > deadline {
+                    bail!(
+                        "the lab (pid {}) did not stop within {:?}",
+                        s.pid,
+                        args.wait
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        println!("lab stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}

@@ -1,0 +1,371 @@
+//! `geoha up`, `status`, `fault`, `down` through the real binary. Each test runs its own
+//! lab with every port picked by the kernel (`--listen 127.0.0.1:0 --replica-port 0`)
+//! and its own state directory, so labs run in parallel without colliding.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::support::{geoha, http, Running};
+
+struct TestLab {
+    up: Running,
+    dir: tempfile::TempDir,
+    frontdoor: SocketAddr,
+}
+
+fn read_state(dir: &Path) -> Option<serde_json::Value> {
+    let text = std::fs::read_to_string(dir.join("lab.json")).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+fn start_lab(extra: &[&str]) -> TestLab {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = geoha();
+    cmd.args(["up", "--listen", "127.0.0.1:0", "--replica-port", "0"])
+        .args(extra)
+        .env("GEOHA_STATE_DIR", dir.path());
+    let mut up = Running::spawn(cmd);
+    up.wait_line("lab running", Duration::from_secs(30));
+    let state = read_state(dir.path()).expect("lab.json written once the lab runs");
+    let frontdoor = state["frontdoor_url"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    TestLab { up, dir, frontdoor }
+}
+
+impl TestLab {
+    fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let out = geoha()
+            .args(args)
+            .env("GEOHA_STATE_DIR", self.dir.path())
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let (code, out, err) = self.cli(&["status", "--json"]);
+        assert_eq!(code, 0, "status failed: {err}");
+        serde_json::from_str(&out).unwrap()
+    }
+
+    fn fault(&self, args: &[&str]) {
+        let mut all = vec!["fault"];
+        all.extend_from_slice(args);
+        let (code, out, err) = self.cli(&all);
+        assert_eq!(code, 0, "fault {args:?}: {out} {err}");
+    }
+
+    /// Polls the status until `pred` holds, under a deadline; fails with the last status.
+    fn wait_status(&self, what: &str, within: Duration, pred: impl Fn(&serde_json::Value) -> bool) {
+        let deadline = Instant::now() + within;
+        let mut last = serde_json::Value::Null;
+        while Instant::now() < deadline {
+            last = self.status();
+            if pred(&last) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("{what}: not within {within:?}; last status:\n{last:#}");
+    }
+
+    /// Regions that answered `n` requests through the front door; panics on a non-200.
+    fn regions_answering(&self, n: usize) -> BTreeSet<String> {
+        let mut seen = BTreeSet::new();
+        for _ in 0..n {
+            let (status, text) = http(self.frontdoor, "GET", "/default/").unwrap();
+            assert_eq!(status, 200, "{text}");
+            let body = &text[text.find("\r\n\r\n").unwrap() + 4..];
+            let card: serde_json::Value = serde_json::from_str(body).unwrap();
+            seen.insert(card["region"].as_str().unwrap().to_string());
+        }
+        seen
+    }
+}
+
+fn replica<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    status["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == name)
+        .unwrap_or_else(|| panic!("no replica {name} in {status:#}"))
+}
+
+fn all_healthy_in(status: &serde_json::Value, region: &str) -> bool {
+    status["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["region"] == region)
+        .all(|r| r["healthy"] == true)
+}
+
+fn none_healthy_in(status: &serde_json::Value, region: &str) -> bool {
+    status["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["region"] == region)
+        .all(|r| r["healthy"] == false)
+}
+
+#[test]
+fn default_lab_comes_up_healthy_and_answers_from_both_regions() {
+    let lab = start_lab(&[]);
+    let status = lab.status();
+    let replicas = status["replicas"].as_array().unwrap();
+    assert_eq!(replicas.len(), 6, "{status:#}");
+    assert!(replicas.iter().all(|r| r["healthy"] == true), "{status:#}");
+    assert_eq!(status["frontdoor"]["listen"], lab.frontdoor.to_string());
+    for r in replicas {
+        // 127.<region>.<zone>.<n>: region and zone recognisable in the address.
+        let addr: SocketAddr = r["addr"].as_str().unwrap().parse().unwrap();
+        let ip = match addr.ip() {
+            std::net::IpAddr::V4(ip) => ip.octets(),
+            other => panic!("{other}"),
+        };
+        assert_eq!(ip[0], 127);
+        assert_eq!(ip[2].to_string(), r["zone"].as_str().unwrap());
+        assert_eq!(r["restarts"], 0);
+        assert!(r["faults"].as_array().unwrap().is_empty());
+    }
+    let seen = lab.regions_answering(60);
+    assert_eq!(
+        seen,
+        BTreeSet::from(["centralus".to_string(), "eastus2".to_string()])
+    );
+}
+
+#[test]
+fn region_loss_keeps_answering_from_the_other_region_and_heals() {
+    let lab = start_lab(&[]);
+    lab.fault(&["kill", "region:eastus2", "--stay-down"]);
+    // Every request still succeeds (retries + ejection), and soon only centralus answers.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let seen = lab.regions_answering(20);
+        if seen == BTreeSet::from(["centralus".to_string()]) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "eastus2 still answering: {seen:?}"
+        );
+    }
+    let status = lab.status();
+    assert!(replica(&status, "eastus2-z1-r0")["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f == "down"));
+    lab.fault(&["heal", "region:eastus2"]);
+    lab.wait_status("eastus2 healthy again", Duration::from_secs(10), |s| {
+        all_healthy_in(s, "eastus2")
+    });
+}
+
+#[test]
+fn supervisor_restarts_a_killed_replica() {
+    let lab = start_lab(&[]);
+    let before = lab.status();
+    let pid = replica(&before, "centralus-z2-r0")["pid"].as_u64().unwrap();
+    lab.fault(&["kill", "replica:centralus-z2-r0"]);
+    lab.wait_status("restarted and healthy", Duration::from_secs(10), |s| {
+        let r = replica(s, "centralus-z2-r0");
+        r["restarts"] == 1 && r["healthy"] == true && r["pid"].as_u64() != Some(pid)
+    });
+}
+
+#[test]
+fn freeze_thaw_slow_partition_and_heal_change_what_the_front_door_sees() {
+    let lab = start_lab(&[]);
+    // Freeze: the front door stops seeing the region as healthy; thaw brings it back.
+    lab.fault(&["freeze", "region:centralus"]);
+    lab.wait_status("frozen region unhealthy", Duration::from_secs(10), |s| {
+        none_healthy_in(s, "centralus")
+            && replica(s, "centralus-z1-r0")["faults"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f == "frozen")
+    });
+    assert_eq!(
+        lab.regions_answering(20),
+        BTreeSet::from(["eastus2".to_string()])
+    );
+    lab.fault(&["thaw", "region:centralus"]);
+    lab.wait_status("thawed region healthy", Duration::from_secs(10), |s| {
+        all_healthy_in(s, "centralus")
+    });
+
+    // Partition (black hole): unhealthy, then heal.
+    lab.fault(&["partition", "zone:eastus2-1"]);
+    lab.wait_status("partitioned zone unhealthy", Duration::from_secs(10), |s| {
+        replica(s, "eastus2-z1-r0")["healthy"] == false
+    });
+    lab.fault(&["heal", "zone:eastus2-1"]);
+    lab.wait_status("healed zone healthy", Duration::from_secs(10), |s| {
+        replica(s, "eastus2-z1-r0")["healthy"] == true
+    });
+
+    // Slow: listed as a fault, and the slowed replica's answers take at least the latency.
+    lab.fault(&["slow", "replica:eastus2-z3-r0", "--latency", "300ms"]);
+    let s = lab.status();
+    assert!(replica(&s, "eastus2-z3-r0")["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f.as_str().unwrap().starts_with("slow 300ms")));
+    lab.fault(&["heal", "replica:eastus2-z3-r0"]);
+    let s = lab.status();
+    assert!(replica(&s, "eastus2-z3-r0")["faults"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+
+    // Error rate 1.0 on a region: its 5xx reach clients (Front Door passes answers
+    // through) until passive health ejects it; then only eastus2 answers, all 200.
+    lab.fault(&["error-rate", "region:centralus", "1.0"]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let answers: Vec<(u16, String)> = (0..20)
+            .map(|_| http(lab.frontdoor, "GET", "/default/").unwrap())
+            .collect();
+        if answers
+            .iter()
+            .all(|(code, text)| *code == 200 && text.contains("\"region\":\"eastus2\""))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "failing region still answering");
+    }
+    lab.fault(&["heal", "region:centralus"]);
+}
+
+#[test]
+fn bad_fault_requests_exit_64() {
+    let lab = start_lab(&[]);
+    for args in [
+        &["fault", "explode", "region:eastus2"][..],
+        &["fault", "kill", "region:atlantis"][..],
+        &["fault", "error-rate", "region:eastus2", "7"][..],
+        &["fault", "kill", "pod:x"][..],
+    ] {
+        let (code, out, err) = lab.cli(args);
+        assert_eq!(code, 64, "{args:?}: {out} {err}");
+    }
+}
+
+#[test]
+fn sigkill_of_up_leaves_no_replica_behind() {
+    let mut lab = start_lab(&[]);
+    let status = lab.status();
+    let pids: Vec<i32> = status["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["pid"].as_i64().unwrap() as i32)
+        .collect();
+    assert_eq!(pids.len(), 6);
+    lab.up.signal(Signal::SIGKILL);
+    let _ = lab.up.wait_exit(Duration::from_secs(5));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let alive: Vec<i32> = pids
+            .iter()
+            .copied()
+            .filter(|p| {
+                kill(Pid::from_raw(*p), None).is_ok()
+                    && !std::fs::read_to_string(format!("/proc/{p}/stat"))
+                        .unwrap_or_default()
+                        .contains(") Z")
+            })
+            .collect();
+        if alive.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "replicas survived: {alive:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn second_up_on_the_same_front_door_address_fails_clearly() {
+    let lab = start_lab(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = geoha()
+        .args(["up", "--replica-port", "0", "--listen"])
+        .arg(lab.frontdoor.to_string())
+        .env("GEOHA_STATE_DIR", lab.dir.path())
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(stderr.contains("already in use"), "{stderr}");
+    assert!(stderr.contains("geoha up"), "{stderr}");
+}
+
+#[test]
+fn sigterm_stops_everything_and_removes_the_state_file() {
+    let mut lab = start_lab(&[]);
+    let status = lab.status();
+    let pids: Vec<i32> = status["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["pid"].as_i64().unwrap() as i32)
+        .collect();
+    lab.up.signal(Signal::SIGTERM);
+    assert_eq!(lab.up.wait_exit(Duration::from_secs(20)), Some(0));
+    assert!(read_state(lab.dir.path()).is_none());
+    for p in pids {
+        assert!(
+            kill(Pid::from_raw(p), None).is_err(),
+            "replica {p} still running"
+        );
+    }
+}
+
+#[test]
+fn bad_topology_is_rejected_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "environment = \"dev\"\n\n[[region]]\nname = \"eastus2\"\nwieght = 50\n",
+    )
+    .unwrap();
+    for args in [
+        vec!["up".to_string(), path.display().to_string()],
+        vec![
+            "topology".to_string(),
+            "check".to_string(),
+            path.display().to_string(),
+        ],
+    ] {
+        let out = geoha()
+            .args(&args)
+            .env("GEOHA_STATE_DIR", dir.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {stderr}");
+        assert!(stderr.contains("bad.toml:5"), "{args:?}: {stderr}");
+        assert!(stderr.contains("wieght"), "{args:?}: {stderr}");
+    }
+}
