@@ -15,7 +15,7 @@
 //! - [`mod@compare`] and [`mod@verdict`]: judging a report against a baseline or objectives.
 //!
 //! The library never reads flags, environment or signals and never exits; the binary
-//! does (see `CLI_WIRING.rs.txt`).
+//! does (`crates/geoha/src/cmd/drill.rs`).
 #![forbid(unsafe_code)]
 
 pub mod compare;
