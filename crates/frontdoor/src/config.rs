@@ -191,6 +191,13 @@ pub struct OriginGroupConfig {
     /// `origin_response_timeout` applies).
     #[serde(default, skip_serializing_if = "TryTimeoutConfig::is_off")]
     pub try_timeout: TryTimeoutConfig,
+    /// Hedged requests (off by default): when the first try of an idempotent request
+    /// without a body has no answer after this delay, a second copy goes to another
+    /// origin and the first answer wins. `p99_multiplier` is taken of the fastest
+    /// healthy origin's recent p99 (what "normal" looks like in the group). Hedges are
+    /// paid from the retry budget, so they cannot double the load.
+    #[serde(default, skip_serializing_if = "TryTimeoutConfig::is_off")]
+    pub hedge: TryTimeoutConfig,
     /// A recovered origin's weight ramps from 10% to 100% over this window (0: off).
     #[serde(default = "defaults::slow_start", with = "humantime_serde")]
     pub slow_start: Duration,
@@ -213,6 +220,7 @@ impl Default for OriginGroupConfig {
             origin_response_timeout: defaults::origin_response_timeout(),
             connect_timeout: defaults::connect_timeout(),
             try_timeout: TryTimeoutConfig::default(),
+            hedge: TryTimeoutConfig::default(),
             slow_start: defaults::slow_start(),
             probe: ProbeConfig::default(),
             passive: PassiveHealthConfig::default(),
@@ -824,33 +832,35 @@ impl Config {
             if g.connect_timeout.is_zero() {
                 p.add(at.key("connect_timeout"), "must be more than 0s");
             }
-            let tt = at.key("try_timeout");
-            if let Some(t) = g.try_timeout.fixed {
-                if t.is_zero() || t > g.origin_response_timeout {
-                    p.add(
-                        tt.key("fixed"),
-                        "must be more than 0s and at most origin_response_timeout",
-                    );
+            for (name, t) in [("try_timeout", &g.try_timeout), ("hedge", &g.hedge)] {
+                let tt = at.key(name);
+                if let Some(fixed) = t.fixed {
+                    if fixed.is_zero() || fixed > g.origin_response_timeout {
+                        p.add(
+                            tt.key("fixed"),
+                            "must be more than 0s and at most origin_response_timeout",
+                        );
+                    }
+                    if t.p99_multiplier.is_some() {
+                        p.add(
+                            tt.key("p99_multiplier"),
+                            "set either fixed or p99_multiplier",
+                        );
+                    }
                 }
-                if g.try_timeout.p99_multiplier.is_some() {
-                    p.add(
-                        tt.key("p99_multiplier"),
-                        "set either fixed or p99_multiplier",
-                    );
-                }
-            }
-            if let Some(m) = g.try_timeout.p99_multiplier {
-                if !(1.0..=100.0).contains(&m) {
-                    p.add(
-                        tt.key("p99_multiplier"),
-                        format!("must be 1..=100, got {m}"),
-                    );
-                }
-                if g.try_timeout.floor.is_zero() {
-                    p.add(tt.key("floor"), "must be more than 0s");
-                }
-                if g.try_timeout.ceiling < g.try_timeout.floor {
-                    p.add(tt.key("ceiling"), "must be at least floor");
+                if let Some(m) = t.p99_multiplier {
+                    if !(1.0..=100.0).contains(&m) {
+                        p.add(
+                            tt.key("p99_multiplier"),
+                            format!("must be 1..=100, got {m}"),
+                        );
+                    }
+                    if t.floor.is_zero() {
+                        p.add(tt.key("floor"), "must be more than 0s");
+                    }
+                    if t.ceiling < t.floor {
+                        p.add(tt.key("ceiling"), "must be at least floor");
+                    }
                 }
             }
             let probe = at.key("probe");

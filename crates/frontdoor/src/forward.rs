@@ -163,9 +163,11 @@ async fn forward(
             }
             _ => group.selector.pick(&cands, &mut rand::rng()),
         };
-        let Some((index, _tier)) = pick else { break };
+        let Some((mut index, _tier)) = pick else {
+            break;
+        };
         tried.push(index);
-        let origin = &group.origins[index];
+        let mut origin = &group.origins[index];
 
         let remaining = deadline.saturating_duration_since(now);
         if remaining.is_zero() {
@@ -193,9 +195,12 @@ async fn forward(
             _ => remaining,
         };
 
-        let host_value = HeaderValue::from_str(origin.cfg.host_header.as_deref().unwrap_or(&host))
-            .map_err(|_| ForwardError::BadRequest("bad Host header"))?;
-        let make_request = || {
+        let host_for = |o: &crate::origin::GroupOrigin| {
+            HeaderValue::from_str(o.cfg.host_header.as_deref().unwrap_or(&host))
+                .map_err(|_| ForwardError::BadRequest("bad Host header"))
+        };
+        let host_value = host_for(origin)?;
+        let request_to = |host_value: &HeaderValue| {
             let mut out = Request::new(body.for_try());
             *out.method_mut() = parts.method.clone();
             *out.uri_mut() = uri.clone();
@@ -204,17 +209,28 @@ async fn forward(
             out.headers_mut().insert(header::HOST, host_value.clone());
             out
         };
+        let make_request = || request_to(&host_value);
         // A reused keep-alive connection the origin closed meanwhile is not the origin's
         // failure: such a try may go again on a fresh connection when nothing of the
         // request could have been acted on.
         let resendable = || body.is_untouched() && (idempotent || !body.is_empty());
 
-        let rt = Arc::clone(&origin.rt);
+        let mut rt = Arc::clone(&origin.rt);
         rt.stats.requests.fetch_add(1, Ordering::Relaxed);
         rt.stats.recent.add(now);
-        let in_flight = InFlight::start(&rt);
-        let try_started = Instant::now();
+        let mut in_flight = InFlight::start(&rt);
+        let mut try_started = Instant::now();
         let sent = AtomicBool::new(false);
+        // Hedging: only the first try of an idempotent request without a body, when
+        // another origin could take the copy and the delay ends before the try timeout.
+        let hedge_delay =
+            if idempotent && !upgrade && body.is_empty() && tried.len() == 1 && alternative {
+                group.hedge_delay().filter(|d| *d < try_timeout)
+            } else {
+                None
+            };
+        let mut hedge_host = None;
+        let mut winner = None;
         let (outcome, retry_granted) = {
             let attempt = send_try(
                 &rt,
@@ -225,25 +241,122 @@ async fn forward(
                 &sent,
             );
             tokio::pin!(attempt);
-            // Two stages: at the per-try timeout the try is abandoned only if the retry budget
-            // grants a retry; otherwise it keeps its chance until the overall deadline.
-            let mut retry_granted = false;
-            let outcome = match tokio::time::timeout(try_timeout, &mut attempt).await {
-                Ok(r) => r,
-                Err(_) if try_timeout < remaining && fd.budget.load().try_withdraw() => {
-                    retry_granted = true;
-                    Err(timed_out(&sent, rt.address, try_timeout))
-                }
-                Err(_) => {
-                    let rest = remaining.saturating_sub(try_timeout);
-                    match tokio::time::timeout(rest, &mut attempt).await {
-                        Ok(r) => r,
-                        Err(_) => Err(timed_out(&sent, rt.address, remaining)),
+            let mut early = None;
+            let mut try_timeout = try_timeout;
+            let mut remaining = remaining;
+            if let Some(delay) = hedge_delay {
+                match tokio::time::timeout(delay, &mut attempt).await {
+                    Ok(r) => early = Some(r),
+                    Err(_) => {
+                        try_timeout -= delay;
+                        remaining = remaining.saturating_sub(delay);
+                        // The copy goes to the farthest untried origin, paid by the budget.
+                        let cands = group.candidates(Instant::now(), &tried, &[index]);
+                        let second = group.selector.pick(&cands, &mut rand::rng());
+                        if let Some((second, _)) = second {
+                            if fd.budget.load().try_withdraw() {
+                                hedge_host = Some((second, host_for(&group.origins[second])?));
+                            }
+                        }
                     }
                 }
-            };
-            (outcome, retry_granted)
+            }
+            if let Some(r) = early {
+                (r, false)
+            } else if let Some((second, second_host)) = &hedge_host {
+                let second = *second;
+                tried.push(second);
+                fd.stats.hedges.fetch_add(1, Ordering::Relaxed);
+                let rt2 = Arc::clone(&group.origins[second].rt);
+                rt2.stats.requests.fetch_add(1, Ordering::Relaxed);
+                rt2.stats.recent.add(Instant::now());
+                let in_flight2 = InFlight::start(&rt2);
+                let hedge_started = Instant::now();
+                let sent2 = AtomicBool::new(false);
+                let make_copy = || request_to(second_host);
+                let copy = send_try(
+                    &rt2,
+                    &make_copy,
+                    &resendable,
+                    group.cfg.connect_timeout,
+                    false,
+                    &sent2,
+                );
+                tokio::pin!(copy);
+                // First answer wins; a failed side leaves the other running; the loser
+                // is dropped (its connection closes, which cancels it at the origin).
+                let race = async {
+                    let mut first_err = None;
+                    let mut copy_err = None;
+                    loop {
+                        tokio::select! {
+                            r = &mut attempt, if first_err.is_none() => match r {
+                                Ok(ok) => return (false, Ok(ok), copy_err),
+                                Err(e) => first_err = Some(e),
+                            },
+                            r = &mut copy, if copy_err.is_none() => match r {
+                                Ok(ok) => return (true, Ok(ok), first_err),
+                                Err(e) => copy_err = Some(e),
+                            },
+                        }
+                        if let (Some(_), Some(_)) = (&first_err, &copy_err) {
+                            let first = first_err
+                                .take()
+                                .map_or_else(|| Err(TryError::ClientBody), Err);
+                            return (false, first, copy_err);
+                        }
+                    }
+                };
+                let (copy_won, result, other_err) =
+                    match tokio::time::timeout(remaining, race).await {
+                        Ok(r) => r,
+                        Err(_) => (false, Err(timed_out(&sent, rt.address, remaining)), None),
+                    };
+                if let Some(err) = other_err {
+                    // The side that lost by failing: its failure counts like any other.
+                    let failed_side = if copy_won { index } else { second };
+                    if let Some(kind) = err.failure_kind() {
+                        group.record_failure(failed_side, kind, Instant::now());
+                        failed.push(failed_side);
+                    }
+                } else if result.is_ok() && copy_won {
+                    // The first try never answered before the copy: a latency outlier.
+                    group.record_failure(index, FailureKind::HedgeLost, Instant::now());
+                }
+                if copy_won {
+                    fd.stats.hedges_won.fetch_add(1, Ordering::Relaxed);
+                    winner = Some((second, Arc::clone(&rt2), in_flight2, hedge_started));
+                }
+                (result, false)
+            } else {
+                // Two stages: at the per-try timeout the try is abandoned only if the
+                // retry budget grants a retry; otherwise it keeps its chance until the
+                // overall deadline.
+                let mut retry_granted = false;
+                let outcome = match tokio::time::timeout(try_timeout, &mut attempt).await {
+                    Ok(r) => r,
+                    Err(_) if try_timeout < remaining && fd.budget.load().try_withdraw() => {
+                        retry_granted = true;
+                        Err(timed_out(&sent, rt.address, try_timeout))
+                    }
+                    Err(_) => {
+                        let rest = remaining.saturating_sub(try_timeout);
+                        match tokio::time::timeout(rest, &mut attempt).await {
+                            Ok(r) => r,
+                            Err(_) => Err(timed_out(&sent, rt.address, remaining)),
+                        }
+                    }
+                };
+                (outcome, retry_granted)
+            }
         };
+        if let Some((second, rt2, in_flight2, hedge_started)) = winner {
+            index = second;
+            origin = &group.origins[second];
+            rt = rt2;
+            in_flight = in_flight2;
+            try_started = hedge_started;
+        }
         match outcome {
             Ok((mut resp, sender)) => {
                 let took = try_started.elapsed();
@@ -434,6 +547,19 @@ async fn send_try(
                 })),
                 None => Err(classify(e.into_error())),
             },
+        }
+    }
+}
+
+impl TryError {
+    /// How this error counts against the origin (`None`: not the origin's fault).
+    fn failure_kind(&self) -> Option<FailureKind> {
+        match self {
+            TryError::Connect(ConnectError::Timeout { .. }) => Some(FailureKind::ConnectTimeout),
+            TryError::Connect(_) => Some(FailureKind::Connect),
+            TryError::Closed(_) => Some(FailureKind::Closed),
+            TryError::Timeout { .. } => Some(FailureKind::TryTimeout),
+            TryError::ClientBody => None,
         }
     }
 }

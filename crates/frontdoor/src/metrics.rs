@@ -23,17 +23,20 @@ pub enum FailureKind {
     TryTimeout,
     /// The origin answered 5xx.
     Status5xx,
+    /// A hedge to another origin answered first (a latency outlier signal).
+    HedgeLost,
 }
 
 impl FailureKind {
     /// Every kind, in label order.
-    pub const ALL: [FailureKind; 6] = [
+    pub const ALL: [FailureKind; 7] = [
         FailureKind::Connect,
         FailureKind::ConnectTimeout,
         FailureKind::Closed,
         FailureKind::Timeout,
         FailureKind::TryTimeout,
         FailureKind::Status5xx,
+        FailureKind::HedgeLost,
     ];
 
     /// The metric label.
@@ -45,6 +48,7 @@ impl FailureKind {
             FailureKind::Timeout => "timeout",
             FailureKind::TryTimeout => "try_timeout",
             FailureKind::Status5xx => "status_5xx",
+            FailureKind::HedgeLost => "hedge_lost",
         }
     }
 
@@ -223,7 +227,7 @@ impl RecentLatency {
 pub struct OriginStats {
     /// Tries sent.
     pub requests: AtomicU64,
-    failures: [AtomicU64; 6],
+    failures: [AtomicU64; FailureKind::ALL.len()],
     /// Tries in flight (sent, response body not finished).
     pub in_flight: AtomicI64,
     /// Times ejected by passive health.
@@ -287,6 +291,10 @@ pub struct FrontdoorStats {
     pub retries: AtomicU64,
     /// Retries the budget refused.
     pub retries_denied: AtomicU64,
+    /// Hedged copies sent to a second origin.
+    pub hedges: AtomicU64,
+    /// Hedged copies that answered first.
+    pub hedges_won: AtomicU64,
     /// Client connections open.
     pub connections_open: AtomicI64,
     /// Reloads applied.
@@ -358,6 +366,22 @@ pub(crate) fn render(fd: &FrontdoorStats, origins: &[OriginMetricsView<'_>]) -> 
         "Retries refused by the retry budget.",
     );
     let _ = writeln!(out, "{n} {}", fd.retries_denied.load(Ordering::Relaxed));
+    let n = "geoha_frontdoor_hedges_total";
+    header(
+        &mut out,
+        n,
+        "counter",
+        "Hedged copies of slow idempotent requests sent to a second origin.",
+    );
+    let _ = writeln!(out, "{n} {}", fd.hedges.load(Ordering::Relaxed));
+    let n = "geoha_frontdoor_hedges_won_total";
+    header(
+        &mut out,
+        n,
+        "counter",
+        "Hedged copies that answered before the first try.",
+    );
+    let _ = writeln!(out, "{n} {}", fd.hedges_won.load(Ordering::Relaxed));
     let n = "geoha_frontdoor_connections_open";
     header(&mut out, n, "gauge", "Client connections open.");
     let _ = writeln!(out, "{n} {}", fd.connections_open.load(Ordering::Relaxed));

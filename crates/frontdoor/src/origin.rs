@@ -370,6 +370,24 @@ impl OriginGroup {
             .for_origin(self.origins[index].rt.stats.recent_latency.p99())
     }
 
+    /// The hedge delay now (`None`: hedging off): from the fastest selectable origin's
+    /// recent p99, so one slow origin does not make the group's "normal" slow.
+    pub fn hedge_delay(&self) -> Option<Duration> {
+        if self.cfg.hedge.is_off() {
+            return None;
+        }
+        let fastest = self
+            .origins
+            .iter()
+            .filter(|o| {
+                let h = o.rt.health();
+                h.healthy() && !h.ejector.is_ejected()
+            })
+            .filter_map(|o| o.rt.stats.recent_latency.p99())
+            .min();
+        self.cfg.hedge.for_origin(fastest)
+    }
+
     /// The origin whose affinity cookie value is `id`.
     pub fn by_affinity(&self, id: &str) -> Option<usize> {
         self.origins.iter().position(|o| o.affinity_id == id)

@@ -203,6 +203,13 @@ pub fn frontdoor_config(
                 Duration::from_millis(250),
                 Duration::from_secs(2),
             ),
+            // A slow or frozen replica costs a hedge delay, not a try timeout: after 3 x
+            // the fastest replica's p99 (at least 10 ms) a copy goes elsewhere.
+            hedge: TryTimeoutConfig::adaptive(
+                3.0,
+                Duration::from_millis(10),
+                Duration::from_millis(500),
+            ),
             probe: ProbeConfig {
                 path: plan.probe.path.clone(),
                 method,

@@ -256,3 +256,93 @@ async fn a_try_timeout_never_cuts_a_try_that_no_retry_could_replace() {
         assert_eq!(ans.status, 200, "{}", ans.text());
     }
 }
+
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
+#[tokio::test]
+async fn hedged_gets_answer_from_the_fast_origin_while_one_is_slow_and_the_slow_one_is_ejected() {
+    let a = Origin::start("a").await;
+    let b = Origin::start("b").await;
+    let mut cfg = config(&[("a", a.addr), ("b", b.addr)]);
+    cfg.origin_groups[0].hedge = TryTimeoutConfig::fixed(Duration::from_millis(30));
+    let fd = Fd::start(cfg).await;
+    // b is alive and probes fine, but every answer takes 600 ms: a gray failure.
+    b.set_mode(Mode::Slow(600));
+    for _ in 0..30 {
+        let started = tokio::time::Instant::now();
+        let ans = fd.get("/").await;
+        assert_eq!(ans.status, 200);
+        assert_eq!(ans.text(), "a");
+        assert!(
+            started.elapsed() < Duration::from_millis(400),
+            "hedge did not cut the wait: {:?}",
+            started.elapsed()
+        );
+    }
+    // Consecutive lost hedges eject the latency outlier: later requests go to a only.
+    let report = fd.origin("b").await;
+    assert!(report.ejected, "{report:?}");
+    let m = request(fd.admin, "GET", "/metrics", &[], Bytes::new())
+        .await
+        .unwrap()
+        .text();
+    let hedges = metric(&m, "geoha_frontdoor_hedges_total");
+    assert!(hedges >= 3, "{m}");
+    assert_eq!(
+        hedges,
+        metric(&m, "geoha_frontdoor_hedges_won_total"),
+        "{m}"
+    );
+    assert!(m.contains("origin=\"b\",kind=\"hedge_lost\"}"), "{m}");
+}
+
+#[tokio::test]
+async fn hedges_are_paid_by_the_retry_budget_so_they_cannot_double_the_load() {
+    let a = Origin::start("a").await;
+    let b = Origin::start("b").await;
+    let mut cfg = config(&[("a", a.addr), ("b", b.addr)]);
+    // Both slower than the hedge delay: every request would hedge without a budget.
+    cfg.origin_groups[0].hedge = TryTimeoutConfig::fixed(Duration::from_millis(5));
+    cfg.origin_groups[0].passive.enabled = false;
+    cfg.retry.budget_percent = 10.0;
+    cfg.retry.min_retries_per_second = 1;
+    let fd = Fd::start(cfg).await;
+    a.set_mode(Mode::Slow(20));
+    b.set_mode(Mode::Slow(20));
+    let n = 200u64;
+    for _ in 0..n {
+        assert_eq!(fd.get("/").await.status, 200);
+    }
+    let seen = a.state.requests.load(std::sync::atomic::Ordering::Relaxed)
+        + b.state.requests.load(std::sync::atomic::Ordering::Relaxed);
+    // 10% of requests plus 1/s of minimum (the run takes a few seconds) at most.
+    assert!(seen >= n, "{seen}");
+    assert!(
+        seen <= n + n / 10 + 10,
+        "hedging amplified the load: {seen} for {n}"
+    );
+}
+
+#[tokio::test]
+async fn posts_are_never_hedged() {
+    let a = Origin::start("a").await;
+    let b = Origin::start("b").await;
+    let mut cfg = config(&[("a", a.addr), ("b", b.addr)]);
+    cfg.origin_groups[0].hedge = TryTimeoutConfig::fixed(Duration::from_millis(5));
+    let fd = Fd::start(cfg).await;
+    a.set_mode(Mode::Slow(50));
+    b.set_mode(Mode::Slow(50));
+    for _ in 0..20 {
+        let ans = request(fd.addr, "POST", "/", &[], Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+        assert_eq!(ans.status, 200);
+    }
+    let seen = a.state.requests.load(std::sync::atomic::Ordering::Relaxed)
+        + b.state.requests.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(seen, 20);
+}

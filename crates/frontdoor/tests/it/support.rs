@@ -35,6 +35,8 @@ pub(crate) enum Mode {
     Frozen,
     /// Answers with this status.
     Status(u16),
+    /// Answers requests (not probes) normally after this many milliseconds.
+    Slow(u64),
 }
 
 /// A request an origin saw.
@@ -216,6 +218,9 @@ async fn answer(
     });
     if let Mode::Status(s) = mode {
         return text(s, name.to_string());
+    }
+    if let Mode::Slow(ms) = mode {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
     }
     let query = req.uri().query().unwrap_or("").to_string();
     match req.uri().path() {
