@@ -43,6 +43,9 @@ pub(crate) enum Command {
     Topology(crate::cmd::topology::TopologyArgs),
     /// Convert the reference's variables.json into a topology file.
     Import(crate::cmd::topology::ImportArgs),
+    /// Write the real-cloud deployment of a topology: Kubernetes (kustomize base and
+    /// one overlay per region), Bicep, and the GitHub Actions workflow.
+    Render(crate::cmd::render::RenderArgs),
     /// Measure availability: steady load, scripted faults, a report.
     Drill(crate::cmd::drill::DrillArgs),
 }

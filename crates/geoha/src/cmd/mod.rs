@@ -5,6 +5,7 @@ pub(crate) mod api;
 pub(crate) mod drill;
 pub(crate) mod frontdoor;
 pub(crate) mod lab;
+pub(crate) mod render;
 pub(crate) mod topology;
 
 use std::process::ExitCode;
@@ -26,6 +27,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => lab::status(args),
         Command::Fault(args) => lab::fault(args),
         Command::Topology(args) => topology::run(args),
+        Command::Render(args) => render::run(args),
         Command::Import(args) => topology::import(args),
     }
 }

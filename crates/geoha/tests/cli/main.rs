@@ -3,5 +3,6 @@
 
 mod api;
 mod lab;
+mod render;
 mod support;
 mod topology;
