@@ -369,3 +369,48 @@ fn bad_topology_is_rejected_with_file_and_line() {
         assert!(stderr.contains("wieght"), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn a_small_topology_file_comes_up_healthy_with_its_own_names() {
+    let topo = tempfile::tempdir().unwrap();
+    let path = topo.path().join("small.toml");
+    std::fs::write(
+        &path,
+        "environment = \"small\"\n\
+         [frontdoor.probe]\ninterval = \"200ms\"\n\
+         [[region]]\nname = \"westeurope\"\nrole = \"green\"\nzones = [\"1\"]\n\
+         [[region]]\nname = \"northeurope\"\nrole = \"blue\"\nzones = [\"2\"]\npriority = 2\n",
+    )
+    .unwrap();
+    let lab = start_lab(&[path.to_str().unwrap()]);
+    let status = lab.status();
+    assert_eq!(status["environment"], "small");
+    let names: Vec<&str> = status["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["westeurope-z1-r0", "northeurope-z2-r0"]);
+    lab.wait_status("both healthy", Duration::from_secs(10), |s| {
+        s["replicas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["healthy"] == true)
+    });
+    // Priority 1 beats 2: only westeurope answers while it is healthy...
+    assert_eq!(
+        lab.regions_answering(20),
+        BTreeSet::from(["westeurope".to_string()])
+    );
+    // ...and northeurope takes over when it dies.
+    lab.fault(&["kill", "region:westeurope", "--stay-down"]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if lab.regions_answering(10) == BTreeSet::from(["northeurope".to_string()]) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no failover to priority 2");
+    }
+}
