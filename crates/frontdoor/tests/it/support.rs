@@ -387,6 +387,10 @@ pub(crate) fn config(origins: &[(&str, SocketAddr)]) -> Config {
             path: "/health".into(),
             interval: Duration::from_millis(50),
             timeout: Some(Duration::from_millis(500)),
+            // A wide latency band: on a busy machine probe jitter of a millisecond would
+            // otherwise decide splits that tests attribute to weights or slow start.
+            // Tests of the band itself set it.
+            additional_latency_ms: 1000,
             ..ProbeConfig::default()
         },
         passive: PassiveHealthConfig::default(),
