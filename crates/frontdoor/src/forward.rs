@@ -307,10 +307,28 @@ async fn forward(
                         }
                     }
                 };
+                tokio::pin!(race);
+                // Both hanging (two frozen origins) is bounded like one try: at the per-try
+                // timeout the request moves on if the budget grants it.
+                let mut granted = false;
                 let (copy_won, result, other_err) =
-                    match tokio::time::timeout(remaining, race).await {
+                    match tokio::time::timeout(try_timeout.min(remaining), &mut race).await {
                         Ok(r) => r,
-                        Err(_) => (false, Err(timed_out(&sent, rt.address, remaining)), None),
+                        Err(_) if try_timeout < remaining && fd.budget.load().try_withdraw() => {
+                            granted = true;
+                            group.record_failure(second, FailureKind::TryTimeout, Instant::now());
+                            failed.push(second);
+                            (false, Err(timed_out(&sent, rt.address, try_timeout)), None)
+                        }
+                        Err(_) => {
+                            let rest = remaining.saturating_sub(try_timeout);
+                            match tokio::time::timeout(rest, &mut race).await {
+                                Ok(r) => r,
+                                Err(_) => {
+                                    (false, Err(timed_out(&sent, rt.address, remaining)), None)
+                                }
+                            }
+                        }
                     };
                 if let Some(err) = other_err {
                     // The side that lost by failing: its failure counts like any other.
@@ -327,7 +345,7 @@ async fn forward(
                     fd.stats.hedges_won.fetch_add(1, Ordering::Relaxed);
                     winner = Some((second, Arc::clone(&rt2), in_flight2, hedge_started));
                 }
-                (result, false)
+                (result, granted)
             } else {
                 // Two stages: at the per-try timeout the try is abandoned only if the
                 // retry budget grants a retry; otherwise it keeps its chance until the

@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin_client;
+pub mod containers;
 pub mod control;
 pub mod edge;
 pub mod fault;
@@ -80,6 +81,9 @@ pub enum LabError {
     /// The front door failed to start.
     #[error("front door: {0}")]
     Frontdoor(String),
+    /// Container mode could not start.
+    #[error(transparent)]
+    Containers(#[from] containers::ContainerError),
     /// Writing the state file failed.
     #[error("state file in {dir}: {source}")]
     State {
@@ -100,10 +104,16 @@ pub struct LabOptions {
     pub control_listen: SocketAddr,
     /// Where `lab.json` and replica logs go.
     pub state_dir: PathBuf,
+    /// Container mode: run replicas from this image instead of as processes.
+    pub container_image: Option<String>,
 }
 
 struct ReplicaSlot {
     supervisor: Supervisor,
+    /// Container mode: the container and its network (partitions disconnect it).
+    container: Option<containers::ContainerLaunch>,
+    /// Disconnected from its network by a `partition` fault (container mode).
+    disconnected: std::sync::atomic::AtomicBool,
     faults: watch::Sender<LinkFaults>,
     stats: Arc<LinkStats>,
 }
@@ -203,9 +213,44 @@ impl Lab {
         })?;
         plan.frontdoor_listen = frontdoor_addr;
 
+        // Container mode: one network per region, a fixed address per replica.
+        let mut launches: Vec<Option<containers::ContainerLaunch>> =
+            vec![None; plan.replicas.len()];
+        if let Some(image) = &opts.container_image {
+            containers::check_docker().await?;
+            let removed = containers::remove_leftovers(&plan.environment).await?;
+            if removed > 0 {
+                tracing::warn!(removed, "removed containers left by an earlier lab");
+            }
+            for region in plan.regions.clone() {
+                let net = containers::create_network(&plan.environment, &region.name).await?;
+                let mut per_zone: BTreeMap<String, usize> = BTreeMap::new();
+                for (i, r) in plan.replicas.iter_mut().enumerate() {
+                    if r.region != region.name {
+                        continue;
+                    }
+                    let z = region.zones.iter().position(|z| *z == r.zone).unwrap_or(0);
+                    let n = per_zone.entry(r.zone.clone()).or_default();
+                    let ip = net.replica_ip(z, *n)?;
+                    *n += 1;
+                    let launch = containers::ContainerLaunch {
+                        image: image.clone(),
+                        name: format!("geoha-{}-{}", plan.environment, r.name),
+                        network: net.name.clone(),
+                        ip,
+                        env: plan.environment.clone(),
+                    };
+                    r.addr = launch.addr();
+                    launches[i] = Some(launch);
+                }
+            }
+        }
+
         let mut link_listeners = Vec::new();
-        for r in &mut plan.replicas {
-            r.addr = reserve(r.addr, &format!("replica {}", r.name), &dir).await?;
+        for (i, r) in plan.replicas.iter_mut().enumerate() {
+            if launches[i].is_none() {
+                r.addr = reserve(r.addr, &format!("replica {}", r.name), &dir).await?;
+            }
             let link = bind(r.link_addr, &format!("link of {}", r.name), &dir).await?;
             r.link_addr = link.local_addr().map_err(|source| LabError::Bind {
                 what: "link".into(),
@@ -226,7 +271,7 @@ impl Lab {
         let tasks = TaskTracker::new();
         let background = CancellationToken::new();
         let mut slots = Vec::new();
-        for (r, link) in plan.replicas.iter().zip(link_listeners) {
+        for ((r, link), container) in plan.replicas.iter().zip(link_listeners).zip(launches) {
             let (faults, faults_rx) = watch::channel(LinkFaults::default());
             let stats = Arc::new(LinkStats::default());
             tasks.spawn(link::run_link(
@@ -241,9 +286,12 @@ impl Lab {
                 replica: r.clone(),
                 drain_delay: plan.replica_drain_delay,
                 log_file: Some(logs.join(format!("{}.log", r.name))),
+                container: container.clone(),
             });
             slots.push(ReplicaSlot {
                 supervisor,
+                container,
+                disconnected: std::sync::atomic::AtomicBool::new(false),
                 faults,
                 stats,
             });
@@ -367,6 +415,13 @@ impl LabHandle {
             .map(|s| s.supervisor.stop())
             .collect::<Vec<_>>();
         futures_join_all(stops).await;
+        if self.inner.slots.iter().any(|s| s.container.is_some()) {
+            // Everything labelled for this lab: containers that outlived their CLI, and
+            // the networks.
+            if let Err(err) = containers::remove_leftovers(&self.inner.plan.environment).await {
+                tracing::warn!(%err, "could not remove every container or network");
+            }
+        }
         self.background.cancel();
         self.tasks.close();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.tasks.wait()).await;
@@ -404,7 +459,36 @@ impl LabInner {
                 Fault::Thaw => Some(ProcessCommand::Thaw),
                 Fault::Heal => {
                     slot.faults.send_replace(LinkFaults::default());
+                    if let Some(c) = &slot.container {
+                        if slot
+                            .disconnected
+                            .swap(false, std::sync::atomic::Ordering::Relaxed)
+                        {
+                            let ip = c.ip.to_string();
+                            containers::engine_fault(&[
+                                "network", "connect", "--ip", &ip, &c.network, &c.name,
+                            ])
+                            .await;
+                        }
+                    }
                     Some(ProcessCommand::Heal)
+                }
+                Fault::Partition(_) if slot.container.is_some() => {
+                    // Container mode: the network itself is cut (a black hole: the
+                    // address stops answering at all).
+                    if let Some(c) = &slot.container {
+                        containers::engine_fault(&[
+                            "network",
+                            "disconnect",
+                            "-f",
+                            &c.network,
+                            &c.name,
+                        ])
+                        .await;
+                        slot.disconnected
+                            .store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    None
                 }
                 Fault::Slow { latency, jitter } => {
                     slot.faults.send_modify(|f| {
@@ -451,6 +535,9 @@ impl LabInner {
                 ProcessState::Running => {}
             }
             faults.extend(slot.faults.borrow().describe());
+            if slot.disconnected.load(std::sync::atomic::Ordering::Relaxed) {
+                faults.push("partition (network disconnected)".to_string());
+            }
             replicas.push(ReplicaReport {
                 name: r.name.clone(),
                 region: r.region.clone(),

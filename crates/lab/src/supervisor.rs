@@ -88,24 +88,59 @@ pub struct Launch {
     pub drain_delay: Duration,
     /// Where the replica's stderr goes (appended).
     pub log_file: Option<PathBuf>,
+    /// Container mode: run it as this container instead of a process.
+    pub container: Option<crate::containers::ContainerLaunch>,
 }
 
 impl Launch {
+    fn api_args(&self, listen: &str) -> Vec<String> {
+        [
+            "--log-format",
+            "json",
+            "api",
+            "--listen",
+            listen,
+            "--ip-lookup-url",
+            "off",
+            "--drain-deadline",
+            "5s",
+            "--drain-delay",
+        ]
+        .iter()
+        .map(|s| (*s).to_string())
+        .chain(std::iter::once(format!(
+            "{}ms",
+            self.drain_delay.as_millis()
+        )))
+        .collect()
+    }
+
     fn command(&self) -> std::io::Result<tokio::process::Command> {
         let r = &self.replica;
-        let mut cmd = std::process::Command::new(&self.exe);
-        cmd.args(["--log-format", "json", "api", "--listen"])
-            .arg(r.addr.to_string())
-            .args(["--ip-lookup-url", "off", "--drain-deadline", "5s"])
-            .arg("--drain-delay")
-            .arg(format!("{}ms", self.drain_delay.as_millis()))
-            .env("GEOHA_REGION", &r.region)
-            .env("GEOHA_ZONE", &r.zone)
-            .env("GEOHA_REPLICA", &r.name)
-            .env("GEOHA_VERSION", &r.version)
-            .env("GEOHA_PARENT_PID", std::process::id().to_string())
-            .env_remove("PORT")
-            .stdin(Stdio::null())
+        let mut cmd = match &self.container {
+            Some(c) => {
+                let listen = format!("0.0.0.0:{}", crate::containers::CONTAINER_PORT);
+                let env = [
+                    ("GEOHA_REGION", r.region.as_str()),
+                    ("GEOHA_ZONE", r.zone.as_str()),
+                    ("GEOHA_REPLICA", r.name.as_str()),
+                    ("GEOHA_VERSION", r.version.as_str()),
+                ];
+                crate::containers::run_command(c, &self.api_args(&listen), &env).into_std()
+            }
+            None => {
+                let mut cmd = std::process::Command::new(&self.exe);
+                cmd.args(self.api_args(&r.addr.to_string()))
+                    .env("GEOHA_REGION", &r.region)
+                    .env("GEOHA_ZONE", &r.zone)
+                    .env("GEOHA_REPLICA", &r.name)
+                    .env("GEOHA_VERSION", &r.version)
+                    .env("GEOHA_PARENT_PID", std::process::id().to_string())
+                    .env_remove("PORT");
+                cmd
+            }
+        };
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .process_group(0);
         match &self.log_file {
@@ -215,6 +250,10 @@ async fn supervise(
         }
         first = false;
         let started = tokio::time::Instant::now();
+        if let Some(c) = &launch.container {
+            // A container of the same name may linger (`--rm` is asynchronous).
+            let _ = crate::containers::docker(&["rm", "-f", &c.name]).await;
+        }
         let next = match launch.command().and_then(|mut c| c.spawn()) {
             Ok(child) => {
                 set(&status, |s| {
@@ -222,7 +261,8 @@ async fn supervise(
                     s.state = ProcessState::Running;
                 });
                 tracing::debug!(replica = %name, pid = ?child.id(), "replica started");
-                run_child(child, &name, &mut commands, &status, backoff).await
+                let container = launch.container.as_ref().map(|c| c.name.as_str());
+                run_child(child, &name, container, &mut commands, &status, backoff).await
             }
             Err(err) => {
                 tracing::error!(replica = %name, %err, "cannot start replica");
@@ -291,6 +331,7 @@ async fn supervise(
 async fn run_child(
     mut child: Child,
     name: &str,
+    container: Option<&str>,
     commands: &mut mpsc::Receiver<ProcessCommand>,
     status: &Mutex<ProcessStatus>,
     backoff: Duration,
@@ -315,12 +356,19 @@ async fn run_child(
             }
             cmd = commands.recv() => match cmd {
                 None => {
+                    if let Some(c) = container {
+                        crate::containers::engine_fault(&["rm", "-f", c]).await;
+                    }
                     let _ = child.kill().await;
                     return Next::Stopped;
                 }
                 Some(ProcessCommand::Kill { stay_down, restart_after }) => {
-                    // SIGKILL works on frozen processes too.
-                    signal(&child, Signal::SIGKILL);
+                    match container {
+                        // The engine kills paused containers too; the CLI then exits.
+                        Some(c) => crate::containers::engine_fault(&["kill", c]).await,
+                        // SIGKILL works on frozen processes too.
+                        None => signal(&child, Signal::SIGKILL),
+                    }
                     after_kill = Some(if stay_down {
                         Next::StayDown
                     } else {
@@ -328,18 +376,41 @@ async fn run_child(
                     });
                 }
                 Some(ProcessCommand::Freeze) => {
-                    signal(&child, Signal::SIGSTOP);
+                    match container {
+                        Some(c) => crate::containers::engine_fault(&["pause", c]).await,
+                        None => signal(&child, Signal::SIGSTOP),
+                    }
                     set(status, |s| s.state = ProcessState::Frozen);
                 }
                 Some(ProcessCommand::Thaw) | Some(ProcessCommand::Heal) => {
-                    signal(&child, Signal::SIGCONT);
+                    let frozen = matches!(
+                        status.lock().map(|s| s.state),
+                        Ok(ProcessState::Frozen)
+                    );
+                    match container {
+                        Some(c) if frozen => crate::containers::engine_fault(&["unpause", c]).await,
+                        Some(_) => {}
+                        None => signal(&child, Signal::SIGCONT),
+                    }
                     set(status, |s| s.state = ProcessState::Running);
                 }
                 Some(ProcessCommand::Stop(ack)) => {
-                    signal(&child, Signal::SIGCONT);
-                    signal(&child, Signal::SIGTERM);
-                    if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_err() {
-                        let _ = child.kill().await;
+                    match container {
+                        Some(c) => {
+                            let _ = crate::containers::docker(&["unpause", c]).await;
+                            crate::containers::engine_fault(&["stop", "-t", "3", c]).await;
+                            if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_err() {
+                                crate::containers::engine_fault(&["rm", "-f", c]).await;
+                                let _ = child.kill().await;
+                            }
+                        }
+                        None => {
+                            signal(&child, Signal::SIGCONT);
+                            signal(&child, Signal::SIGTERM);
+                            if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_err() {
+                                let _ = child.kill().await;
+                            }
+                        }
                     }
                     let _ = ack.send(());
                     return Next::Stopped;

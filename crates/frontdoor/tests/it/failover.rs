@@ -346,3 +346,31 @@ async fn posts_are_never_hedged() {
         + b.state.requests.load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(seen, 20);
 }
+
+#[tokio::test]
+async fn a_hedged_get_between_two_frozen_origins_moves_on_to_a_third_at_the_try_timeout() {
+    let a = Origin::start("a").await;
+    let b = Origin::start("b").await;
+    let c = Origin::start("c").await;
+    let mut cfg = config(&[("a", a.addr), ("b", b.addr), ("c", c.addr)]);
+    let g = &mut cfg.origin_groups[0];
+    g.hedge = TryTimeoutConfig::fixed(Duration::from_millis(20));
+    g.try_timeout = TryTimeoutConfig::fixed(Duration::from_millis(200));
+    g.passive.enabled = false;
+    let fd = Fd::start(cfg).await;
+    a.set_mode(Mode::Frozen);
+    b.set_mode(Mode::Frozen);
+    for _ in 0..10 {
+        let started = tokio::time::Instant::now();
+        let ans = fd.get("/").await;
+        assert_eq!(ans.status, 200);
+        assert_eq!(ans.text(), "c");
+        assert!(
+            started.elapsed() < Duration::from_millis(1500),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    a.kill();
+    b.kill();
+}

@@ -26,9 +26,15 @@ pub(crate) struct UpArgs {
     /// Front door listen address [default: the topology's, 127.0.0.1:8080].
     #[arg(long)]
     listen: Option<SocketAddr>,
-    /// Run replicas as containers (Docker) instead of processes.
+    /// Run replicas as containers (Docker) instead of processes (also
+    /// `runtime = "containers"` in the topology).
     #[arg(long)]
     containers: bool,
+    /// Container mode: the geoha image to run [default: built from this executable
+    /// with the project's Dockerfile, which needs a static geoha; scripts/image.sh
+    /// builds one as geoha:dev].
+    #[arg(long, value_name = "REF")]
+    image: Option<String>,
     /// Control API address (loopback).
     #[arg(long, default_value = "127.0.0.1:0")]
     control: SocketAddr,
@@ -42,12 +48,11 @@ pub(crate) struct UpArgs {
 }
 
 pub(crate) fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
-    if args.containers {
-        bail!(BadInput(
-            "--containers: container mode is not available in this build yet; run without it (process mode)".into()
-        ));
-    }
     let topology = crate::cmd::topology::load(args.topology.as_deref())?;
+    let containers = args.containers || topology.runtime == geoha_topology::Runtime::Containers;
+    if args.image.is_some() && !containers {
+        bail!(BadInput("--image needs --containers".into()));
+    }
     let mut options = geoha_lab::plan::PlanOptions::default();
     if let Some(port) = args.replica_port {
         options.replica_port = port;
@@ -61,12 +66,18 @@ pub(crate) fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     let rt = super::runtime()?;
     rt.block_on(async move {
         let started = std::time::Instant::now();
+        let container_image = if containers {
+            Some(container_image(args.image, &exe, &topology).await?)
+        } else {
+            None
+        };
         let lab = Lab::start(
             plan,
             LabOptions {
                 exe,
                 control_listen: args.control,
                 state_dir: state_dir(),
+                container_image,
             },
         )
         .await?;
@@ -96,6 +107,27 @@ pub(crate) fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         eprintln!("stopped");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// The image replicas run in container mode: `--image`, else one built from this
+/// executable (which must be static to run FROM scratch).
+async fn container_image(
+    image: Option<String>,
+    exe: &std::path::Path,
+    topology: &geoha_topology::Topology,
+) -> anyhow::Result<String> {
+    use geoha_lab::containers::{build_image, check_docker, ContainerError};
+    check_docker().await.map_err(|e| BadInput(e.to_string()))?;
+    if let Some(image) = image {
+        return Ok(image);
+    }
+    let tag = format!("{}:{}", topology.image.name, topology.image.version);
+    eprintln!("building image {tag} from {} ...", exe.display());
+    match build_image(exe, &tag).await {
+        Ok(tag) => Ok(tag),
+        Err(e @ ContainerError::Image(_)) => Err(BadInput(e.to_string()).into()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[derive(Debug, Args)]
