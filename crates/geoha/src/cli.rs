@@ -39,6 +39,10 @@ pub(crate) enum Command {
     Status(crate::cmd::lab::StatusArgs),
     /// Break the running lab on purpose: kill|freeze|thaw|slow|loss|partition|error-rate|heal.
     Fault(crate::cmd::lab::FaultArgs),
+    /// Roll a new version out through the running lab, region by region, with a health
+    /// gate and automatic rollback.
+    #[command(disable_version_flag = true)]
+    Deploy(crate::cmd::lab::DeployArgs),
     /// Validate or print a topology file.
     Topology(crate::cmd::topology::TopologyArgs),
     /// Convert the reference's variables.json into a topology file.
@@ -48,4 +52,28 @@ pub(crate) enum Command {
     Render(crate::cmd::render::RenderArgs),
     /// Measure availability: steady load, scripted faults, a report.
     Drill(crate::cmd::drill::DrillArgs),
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn every_subcommand_is_well_formed() {
+        // clap's own consistency checks (duplicate names, conflicting flags) for every
+        // subcommand, which otherwise only fire when that subcommand is used.
+        super::Cli::command().debug_assert();
+        // Building a subcommand (as parsing does) runs the checks that involve
+        // propagated flags such as --version.
+        for sub in super::Cli::command().get_subcommands() {
+            let name = sub.get_name().to_string();
+            let err = <super::Cli as clap::Parser>::try_parse_from(["geoha", &name, "--help"])
+                .expect_err("--help ends parsing");
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::DisplayHelp,
+                "{name}: {err}"
+            );
+        }
+    }
 }

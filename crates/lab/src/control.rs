@@ -4,6 +4,10 @@
 //! - `GET /v1/status` → [`StatusReport`](crate::report::StatusReport)
 //! - `POST /v1/faults` with a [`FaultRequest`] → `{"ok":true,"applied":[names]}`
 //! - `POST /v1/shutdown` → stops the lab (as Ctrl-C would)
+//! - `POST /v1/deploy` with a [`DeployRequest`](crate::rollout::DeployRequest) → 202,
+//!   the rollout runs in the background; 409 while one runs
+//! - `GET /v1/deploy` → the [`RolloutRecord`](crate::rollout::RolloutRecord) of the
+//!   current or last rollout (404 before the first)
 //! - `GET /healthz` → 200 (no token)
 
 use std::sync::Arc;
@@ -25,6 +29,7 @@ pub(crate) fn router(lab: Arc<LabInner>) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/faults", post(fault))
         .route("/v1/shutdown", post(shutdown))
+        .route("/v1/deploy", post(deploy).get(deploy_record))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&lab),
             require_token,
@@ -80,4 +85,40 @@ async fn fault(State(lab): State<Arc<LabInner>>, body: axum::body::Bytes) -> Res
 async fn shutdown(State(lab): State<Arc<LabInner>>) -> Response {
     lab.stop.cancel();
     Json(json!({"ok": true})).into_response()
+}
+
+async fn deploy(State(lab): State<Arc<LabInner>>, body: axum::body::Bytes) -> Response {
+    let req: crate::rollout::DeployRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": format!("bad deploy request: {e}")})),
+            )
+                .into_response()
+        }
+    };
+    match crate::rollout::start(&lab, req) {
+        Ok(()) => (StatusCode::ACCEPTED, Json(json!({"ok": true}))).into_response(),
+        Err(e) if e.contains("already running") => {
+            (StatusCode::CONFLICT, Json(json!({"error": e}))).into_response()
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, Json(json!({"error": e}))).into_response(),
+    }
+}
+
+async fn deploy_record(State(lab): State<Arc<LabInner>>) -> Response {
+    let record = lab
+        .rollout
+        .lock()
+        .ok()
+        .and_then(|r| r.as_ref().and_then(crate::rollout::RolloutLog::snapshot));
+    match record {
+        Some(r) => Json(r).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": "no rollout yet"})),
+        )
+            .into_response(),
+    }
 }

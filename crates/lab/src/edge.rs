@@ -26,6 +26,15 @@ pub struct OriginView {
     /// Probe results, oldest first (only real probes; a new origin has none).
     #[serde(default)]
     pub probe_window: Vec<bool>,
+    /// Requests in flight to it.
+    #[serde(default)]
+    pub in_flight: i64,
+    /// Tries sent to it.
+    #[serde(default)]
+    pub requests_total: u64,
+    /// Tries that failed (any kind).
+    #[serde(default)]
+    pub failures_total: u64,
 }
 
 impl OriginView {

@@ -22,6 +22,7 @@ pub mod fault;
 pub mod link;
 pub mod plan;
 pub mod report;
+pub mod rollout;
 pub mod state;
 pub mod supervisor;
 
@@ -110,6 +111,8 @@ pub struct LabOptions {
 
 struct ReplicaSlot {
     supervisor: Supervisor,
+    /// What the supervisor runs now (rollouts replace it).
+    launch: std::sync::Mutex<Launch>,
     /// Container mode: the container and its network (partitions disconnect it).
     container: Option<containers::ContainerLaunch>,
     /// Disconnected from its network by a `partition` fault (container mode).
@@ -125,6 +128,31 @@ pub(crate) struct LabInner {
     edge: edge::Edge,
     token: String,
     stop: CancellationToken,
+    rollout: std::sync::Mutex<Option<rollout::RolloutLog>>,
+}
+
+impl ReplicaSlot {
+    fn current_launch(&self) -> Launch {
+        self.launch
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Has the supervisor run `launch` from now on; returns once it is spawned.
+    async fn replace(&self, launch: Launch) -> Result<(), String> {
+        let (ack, done) = tokio::sync::oneshot::channel();
+        self.supervisor
+            .send(ProcessCommand::Replace(Box::new(launch.clone()), ack))
+            .await?;
+        done.await
+            .map_err(|_| "the replica's supervisor stopped".to_string())?;
+        *self
+            .launch
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = launch;
+        Ok(())
+    }
 }
 
 impl std::fmt::Debug for LabInner {
@@ -281,15 +309,17 @@ impl Lab {
                 Arc::clone(&stats),
                 background.clone(),
             ));
-            let supervisor = Supervisor::start(Launch {
+            let launch = Launch {
                 exe: opts.exe.clone(),
                 replica: r.clone(),
                 drain_delay: plan.replica_drain_delay,
                 log_file: Some(logs.join(format!("{}.log", r.name))),
                 container: container.clone(),
-            });
+            };
+            let supervisor = Supervisor::start(launch.clone());
             slots.push(ReplicaSlot {
                 supervisor,
+                launch: std::sync::Mutex::new(launch),
                 container,
                 disconnected: std::sync::atomic::AtomicBool::new(false),
                 faults,
@@ -308,6 +338,7 @@ impl Lab {
             edge,
             token: random_token(),
             stop: CancellationToken::new(),
+            rollout: std::sync::Mutex::new(None),
         });
         let app = control::router(Arc::clone(&inner));
         let stop_control = background.clone();
@@ -547,7 +578,8 @@ impl LabInner {
                 healthy: o.is_some_and(|o| o.healthy && !o.ejected),
                 ejected: o.is_some_and(|o| o.ejected),
                 restarts: p.restarts,
-                version: r.version.clone(),
+                version: p.version.clone(),
+                image: p.image.clone(),
                 state: serde_json::to_value(p.state)
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_string))

@@ -69,6 +69,9 @@ pub struct ReplicaReport {
     pub restarts: u64,
     /// Version label.
     pub version: String,
+    /// Container mode: the image it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
     /// Process state: running, frozen, restarting, down.
     pub state: String,
     /// Current PID.

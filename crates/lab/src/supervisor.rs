@@ -48,6 +48,9 @@ pub enum ProcessCommand {
     Heal,
     /// Stop for good (SIGTERM, then SIGKILL after a grace period) and acknowledge.
     Stop(oneshot::Sender<()>),
+    /// A rollout step: stop the current process gracefully and run this launch from now
+    /// on (another version, binary or image); acknowledged once the new one is spawned.
+    Replace(Box<Launch>, oneshot::Sender<()>),
 }
 
 /// Process state as shown by `geoha status`.
@@ -75,6 +78,10 @@ pub struct ProcessStatus {
     pub restarts: u64,
     /// How the last process ended, e.g. `signal 9`.
     pub last_exit: Option<String>,
+    /// Version label of the running launch.
+    pub version: String,
+    /// Container mode: the image it runs.
+    pub image: Option<String>,
 }
 
 /// How to start a replica process.
@@ -177,6 +184,8 @@ impl Supervisor {
             state: ProcessState::Restarting,
             restarts: 0,
             last_exit: None,
+            version: launch.replica.version.clone(),
+            image: launch.container.as_ref().map(|c| c.image.clone()),
         }));
         tokio::spawn(supervise(launch, rx, Arc::clone(&status)));
         Supervisor {
@@ -211,6 +220,8 @@ impl Supervisor {
                 state: ProcessState::Down,
                 restarts: 0,
                 last_exit: None,
+                version: String::new(),
+                image: None,
             })
     }
 }
@@ -234,18 +245,21 @@ enum Next {
     StayDown,
     /// The supervisor is done.
     Stopped,
+    /// Run another launch now (a rollout step), then acknowledge.
+    Replace(Box<Launch>, oneshot::Sender<()>),
 }
 
 async fn supervise(
-    launch: Launch,
+    mut launch: Launch,
     mut commands: mpsc::Receiver<ProcessCommand>,
     status: Arc<Mutex<ProcessStatus>>,
 ) {
     let name = launch.replica.name.clone();
     let mut backoff = FIRST_BACKOFF;
     let mut first = true;
+    let mut replaced: Option<oneshot::Sender<()>> = None;
     loop {
-        if !first {
+        if !first && replaced.is_none() {
             set(&status, |s| s.restarts += 1);
         }
         first = false;
@@ -259,13 +273,21 @@ async fn supervise(
                 set(&status, |s| {
                     s.pid = child.id();
                     s.state = ProcessState::Running;
+                    s.version = launch.replica.version.clone();
+                    s.image = launch.container.as_ref().map(|c| c.image.clone());
                 });
+                if let Some(ack) = replaced.take() {
+                    let _ = ack.send(());
+                }
                 tracing::debug!(replica = %name, pid = ?child.id(), "replica started");
                 let container = launch.container.as_ref().map(|c| c.name.as_str());
                 run_child(child, &name, container, &mut commands, &status, backoff).await
             }
             Err(err) => {
                 tracing::error!(replica = %name, %err, "cannot start replica");
+                if let Some(ack) = replaced.take() {
+                    let _ = ack.send(());
+                }
                 Next::RestartAfter(backoff)
             }
         };
@@ -273,6 +295,12 @@ async fn supervise(
             backoff = FIRST_BACKOFF;
         }
         match next {
+            Next::Replace(new, ack) => {
+                tracing::info!(replica = %name, version = %new.replica.version, "replacing replica");
+                launch = *new;
+                backoff = FIRST_BACKOFF;
+                replaced = Some(ack);
+            }
             Next::Stopped => {
                 set(&status, |s| {
                     s.pid = None;
@@ -301,6 +329,11 @@ async fn supervise(
                                 return;
                             }
                             Some(ProcessCommand::Heal) => break,
+                            Some(ProcessCommand::Replace(new, ack)) => {
+                                launch = *new;
+                                replaced = Some(ack);
+                                break;
+                            }
                             Some(_) => {}
                         },
                     }
@@ -320,6 +353,11 @@ async fn supervise(
                             return;
                         }
                         Some(ProcessCommand::Heal) => break,
+                        Some(ProcessCommand::Replace(new, ack)) => {
+                            launch = *new;
+                            replaced = Some(ack);
+                            break;
+                        }
                         Some(_) => {}
                     }
                 }
@@ -394,27 +432,42 @@ async fn run_child(
                     }
                     set(status, |s| s.state = ProcessState::Running);
                 }
+                Some(ProcessCommand::Replace(new, ack)) => {
+                    stop_child(&mut child, container).await;
+                    return Next::Replace(new, ack);
+                }
                 Some(ProcessCommand::Stop(ack)) => {
-                    match container {
-                        Some(c) => {
-                            let _ = crate::containers::docker(&["unpause", c]).await;
-                            crate::containers::engine_fault(&["stop", "-t", "3", c]).await;
-                            if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_err() {
-                                crate::containers::engine_fault(&["rm", "-f", c]).await;
-                                let _ = child.kill().await;
-                            }
-                        }
-                        None => {
-                            signal(&child, Signal::SIGCONT);
-                            signal(&child, Signal::SIGTERM);
-                            if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_err() {
-                                let _ = child.kill().await;
-                            }
-                        }
-                    }
+                    stop_child(&mut child, container).await;
                     let _ = ack.send(());
                     return Next::Stopped;
                 }
+            }
+        }
+    }
+}
+
+/// Graceful stop of the current child: SIGTERM (or `docker stop`), bounded.
+async fn stop_child(child: &mut Child, container: Option<&str>) {
+    match container {
+        Some(c) => {
+            let _ = crate::containers::docker(&["unpause", c]).await;
+            crate::containers::engine_fault(&["stop", "-t", "3", c]).await;
+            if tokio::time::timeout(STOP_GRACE, child.wait())
+                .await
+                .is_err()
+            {
+                crate::containers::engine_fault(&["rm", "-f", c]).await;
+                let _ = child.kill().await;
+            }
+        }
+        None => {
+            signal(child, Signal::SIGCONT);
+            signal(child, Signal::SIGTERM);
+            if tokio::time::timeout(STOP_GRACE, child.wait())
+                .await
+                .is_err()
+            {
+                let _ = child.kill().await;
             }
         }
     }

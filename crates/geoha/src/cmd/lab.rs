@@ -417,3 +417,126 @@ pub(crate) fn down(args: DownArgs) -> anyhow::Result<ExitCode> {
         Ok(ExitCode::SUCCESS)
     })
 }
+
+#[derive(Debug, Args)]
+pub(crate) struct DeployArgs {
+    /// The version label the new replicas report (and the image tag pushed).
+    #[arg(long)]
+    version: String,
+    /// Process mode: the executable the new replicas run [default: the current one].
+    #[arg(long, value_name = "PATH", conflicts_with = "image")]
+    binary: Option<PathBuf>,
+    /// Container mode: the image the new replicas run [default: the current one].
+    #[arg(long, value_name = "REF")]
+    image: Option<String>,
+    /// How long a new replica may take to become ready.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    ready_timeout: Duration,
+    /// How long each new replica's live traffic is watched before the next step.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    bake: Duration,
+    /// Largest share of failed tries on a new replica during its bake (0..1).
+    #[arg(long, default_value_t = 0.01)]
+    max_error_rate: f64,
+    /// Control API URL [default: from the state file].
+    #[arg(long)]
+    control: Option<String>,
+    /// Control API token [default: from the state file].
+    #[arg(long, env = "GEOHA_CONTROL_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+pub(crate) fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
+    let binary = match &args.binary {
+        Some(b) => Some(
+            std::fs::canonicalize(b)
+                .map_err(|e| BadInput(format!("--binary {}: {e}", b.display())))?,
+        ),
+        None => None,
+    };
+    let req = geoha_lab::rollout::DeployRequest {
+        version: args.version.clone(),
+        binary,
+        image: args.image.clone(),
+        ready_timeout_ms: args.ready_timeout.as_millis() as u64,
+        bake_ms: args.bake.as_millis() as u64,
+        max_error_rate: args.max_error_rate,
+    };
+    req.validate().map_err(BadInput)?;
+    let (addr, token) = control_target(args.control, args.token)?;
+    let rt = super::runtime()?;
+    rt.block_on(async move {
+        let (status, body) = geoha_lab::admin_client::call(
+            addr,
+            http::Method::POST,
+            "/v1/deploy",
+            Some(&token),
+            Some(serde_json::to_vec(&req)?),
+            CONTROL_TIMEOUT,
+        )
+        .await
+        .context("the lab's control API did not answer (is `geoha up` still running?)")?;
+        let answer: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        if status == http::StatusCode::BAD_REQUEST {
+            bail!(BadInput(
+                answer["error"].as_str().unwrap_or("rejected").to_string()
+            ));
+        }
+        if !status.is_success() {
+            bail!(
+                "control API answered {status}: {}",
+                answer["error"].as_str().unwrap_or("")
+            );
+        }
+        println!(
+            "deploying version {} (region by region, one replica at a time)",
+            req.version
+        );
+        let mut shown = 0;
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let (status, body) = geoha_lab::admin_client::call(
+                addr,
+                http::Method::GET,
+                "/v1/deploy",
+                Some(&token),
+                None,
+                CONTROL_TIMEOUT,
+            )
+            .await
+            .context("the lab's control API stopped answering during the rollout")?;
+            if !status.is_success() {
+                bail!("control API answered {status}");
+            }
+            let record: geoha_lab::rollout::RolloutRecord = serde_json::from_slice(&body)?;
+            for s in record.steps.iter().skip(shown) {
+                println!(
+                    "{:>8.2}s  {:<18} {:<14} {}",
+                    s.at_s, s.replica, s.action, s.detail
+                );
+            }
+            shown = record.steps.len();
+            use geoha_lab::rollout::RolloutState;
+            match record.state {
+                RolloutState::Running => continue,
+                RolloutState::Succeeded => {
+                    println!(
+                        "deployed {} in {:.1}s",
+                        record.version,
+                        record.duration_s.unwrap_or_default()
+                    );
+                    return Ok(ExitCode::SUCCESS);
+                }
+                state => {
+                    eprintln!(
+                        "rollout of {} stopped ({}): {}",
+                        record.version,
+                        serde_json::to_value(state)?.as_str().unwrap_or("failed"),
+                        record.reason.unwrap_or_default()
+                    );
+                    return Ok(ExitCode::from(1));
+                }
+            }
+        }
+    })
+}

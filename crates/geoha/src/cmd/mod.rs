@@ -26,6 +26,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Down(args) => lab::down(args),
         Command::Status(args) => lab::status(args),
         Command::Fault(args) => lab::fault(args),
+        Command::Deploy(args) => lab::deploy(args),
         Command::Topology(args) => topology::run(args),
         Command::Render(args) => render::run(args),
         Command::Import(args) => topology::import(args),

@@ -414,3 +414,113 @@ fn a_small_topology_file_comes_up_healthy_with_its_own_names() {
         assert!(Instant::now() < deadline, "no failover to priority 2");
     }
 }
+
+fn small_lab() -> (TestLab, tempfile::TempDir) {
+    let topo = tempfile::tempdir().unwrap();
+    let path = topo.path().join("small.toml");
+    std::fs::write(
+        &path,
+        "environment = \"deploy\"\n\
+         [frontdoor.probe]\ninterval = \"200ms\"\n\
+         [[region]]\nname = \"east\"\nzones = [\"1\", \"2\"]\n\
+         [[region]]\nname = \"west\"\nzones = [\"1\"]\n",
+    )
+    .unwrap();
+    (start_lab(&[path.to_str().unwrap()]), topo)
+}
+
+fn versions(status: &serde_json::Value) -> Vec<(String, String)> {
+    status["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().to_string(),
+                r["version"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Sequential GETs through the front door until `stop`; returns (ok, failed).
+fn steady_load(
+    frontdoor: SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<(u64, u64)> {
+    std::thread::spawn(move || {
+        let (mut ok, mut failed) = (0, 0);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
+            match http(frontdoor, "GET", "/default/") {
+                Ok((200, _)) => ok += 1,
+                _ => failed += 1,
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        (ok, failed)
+    })
+}
+
+#[test]
+fn deploy_rolls_a_good_version_out_with_no_failed_request() {
+    let (lab, _topo) = small_lab();
+    lab.wait_status("healthy", Duration::from_secs(10), |s| {
+        s["replicas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["healthy"] == true)
+    });
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = steady_load(lab.frontdoor, std::sync::Arc::clone(&stop));
+    let (code, out, err) = lab.cli(&["deploy", "--version", "2.0.0", "--bake", "300ms"]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = load.join().unwrap();
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("deployed 2.0.0"), "{out}");
+    // Region by region: every east replica before any west one.
+    let east_done = out.find("region done    east").expect("east finished");
+    assert!(out.find("west-z1-r0").unwrap() > east_done, "{out}");
+    assert_eq!(failed, 0, "{failed} failed of {}", ok + failed);
+    assert!(ok > 50, "load ran: {ok}");
+    assert!(versions(&lab.status()).iter().all(|(_, v)| v == "2.0.0"));
+}
+
+#[test]
+fn deploy_of_a_version_that_never_gets_ready_rolls_back_within_the_first_region() {
+    let (lab, _topo) = small_lab();
+    lab.wait_status("healthy", Duration::from_secs(10), |s| {
+        s["replicas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["healthy"] == true)
+    });
+    let before = versions(&lab.status());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = steady_load(lab.frontdoor, std::sync::Arc::clone(&stop));
+    let (code, out, err) = lab.cli(&[
+        "deploy",
+        "--version",
+        "9.9.9",
+        "--binary",
+        "/bin/false",
+        "--ready-timeout",
+        "1s",
+        "--bake",
+        "200ms",
+    ]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (_, failed) = load.join().unwrap();
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(err.contains("rolled-back"), "{err}");
+    assert!(out.contains("rollback"), "{out}");
+    // The other region was never touched, and the first is back on its version.
+    assert!(!out.contains("west"), "{out}");
+    assert_eq!(versions(&lab.status()), before);
+    assert_eq!(failed, 0, "the drained replica took no traffic");
+    // Bad input exits 64 before anything happens.
+    let (code, _, err) = lab.cli(&["deploy", "--version", "no spaces"]);
+    assert_eq!(code, 64, "{err}");
+}
