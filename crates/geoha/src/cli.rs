@@ -29,6 +29,8 @@ pub(crate) enum LogFormat {
 pub(crate) enum Command {
     /// Run the sample API service (one replica).
     Api(crate::cmd::api::ApiArgs),
+    /// Run an OCI registry replica (`gc` collects garbage).
+    Registry(crate::cmd::registry::RegistryArgs),
     /// Run the global HTTP router (Front Door) from a config file; SIGHUP reloads it.
     Frontdoor(crate::cmd::frontdoor::FrontdoorArgs),
     /// Run the whole multi-region system on this machine (Ctrl-C stops it).

@@ -5,6 +5,7 @@ pub(crate) mod api;
 pub(crate) mod drill;
 pub(crate) mod frontdoor;
 pub(crate) mod lab;
+pub(crate) mod registry;
 pub(crate) mod render;
 pub(crate) mod topology;
 
@@ -20,6 +21,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     init_logs(cli.log_format);
     match cli.command {
         Command::Api(args) => api::run(args),
+        Command::Registry(args) => registry::run(args),
         Command::Frontdoor(args) => frontdoor::run(args),
         Command::Drill(args) => drill::run(args),
         Command::Up(args) => lab::up(args),

@@ -3,6 +3,7 @@
 
 mod api;
 mod lab;
+mod registry;
 mod render;
 mod support;
 mod topology;
