@@ -35,7 +35,7 @@ cleanup() {
 trap cleanup EXIT
 
 start_lab() {
-  "$bin" up "$state/topology.toml" --containers --image "$image" --listen 127.0.0.1:0 \
+  "$bin" up "$state/topology.toml" --containers --image "$image" --listen 127.0.0.1:0 --replica-port 0 \
     >"$state/up.out" 2>"$state/up.err" &
   up_pid=$!
   for _ in $(seq 1 300); do
@@ -58,6 +58,20 @@ start_lab
 [ "$(count)" = 3 ] || { echo "want 3 containers, have $(count)"; exit 1; }
 "$bin" status --once
 all_ok 20
+echo "pushed once, pulled by digest from each region's own registry replica"
+"$bin" status --json | python3 -c '
+import json, sys, urllib.request
+s = json.load(sys.stdin)
+regs = {r["region"]: r["url"] for r in s["registries"]}
+assert set(regs) == {"east", "west"}, regs
+for r in s["replicas"]:
+    own = regs[r["region"]].removeprefix("http://")
+    assert r["image"].startswith(own + "/") and "@sha256:" in r["image"], (r["name"], r["image"])
+for region, url in regs.items():
+    m = urllib.request.urlopen(url + "/metrics", timeout=5).read().decode()
+    ok = [l for l in m.splitlines() if l.startswith("geoha_registry_http_requests_total") and "2xx" in l]
+    assert ok and float(ok[0].split()[-1]) > 0, (region, ok)
+print("images:", sorted({r["image"] for r in s["replicas"]}))'
 echo "faults: pause, network disconnect, kill"
 "$bin" fault freeze replica:east-z1-r0
 "$bin" fault partition zone:east-2

@@ -50,7 +50,41 @@ pub async fn docker(args: &[&str]) -> Result<String, ContainerError> {
     docker_within(args, DOCKER_CALL).await
 }
 
-async fn docker_within(args: &[&str], within: Duration) -> Result<String, ContainerError> {
+/// `docker ARGS` with `input` on stdin (e.g. `login --password-stdin`), bounded.
+pub async fn docker_stdin(args: &[&str], input: &str) -> Result<String, ContainerError> {
+    use tokio::io::AsyncWriteExt as _;
+    let fail = |message: String| ContainerError::Docker {
+        args: args.join(" "),
+        message,
+    };
+    let mut child = Command::new("docker")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| fail(e.to_string()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(input.as_bytes())
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+    }
+    let out = tokio::time::timeout(DOCKER_CALL, child.wait_with_output())
+        .await
+        .map_err(|_| fail(format!("no answer within {DOCKER_CALL:?}")))?
+        .map_err(|e| fail(e.to_string()))?;
+    if !out.status.success() {
+        return Err(fail(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// `docker ARGS` bounded by `within`; returns trimmed stdout.
+pub async fn docker_within(args: &[&str], within: Duration) -> Result<String, ContainerError> {
     let fail = |message: String| ContainerError::Docker {
         args: args.join(" "),
         message,
@@ -175,6 +209,8 @@ pub struct ContainerLaunch {
     pub ip: Ipv4Addr,
     /// Environment label value.
     pub env: String,
+    /// Docker client config with the registries' credentials (pulls need them).
+    pub docker_config: Option<std::path::PathBuf>,
 }
 
 impl ContainerLaunch {
@@ -187,6 +223,9 @@ impl ContainerLaunch {
 /// `docker run` in the foreground for one replica (the API arguments follow).
 pub fn run_command(launch: &ContainerLaunch, api_args: &[String], env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new("docker");
+    if let Some(config) = &launch.docker_config {
+        cmd.arg("--config").arg(config);
+    }
     cmd.args(["run", "--rm", "--name", &launch.name])
         .arg("--label")
         .arg(format!("{LAB_LABEL}={}", launch.env))

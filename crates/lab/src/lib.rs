@@ -21,6 +21,7 @@ pub mod edge;
 pub mod fault;
 pub mod link;
 pub mod plan;
+pub mod registries;
 pub mod report;
 pub mod rollout;
 pub mod state;
@@ -129,6 +130,7 @@ pub(crate) struct LabInner {
     token: String,
     stop: CancellationToken,
     rollout: std::sync::Mutex<Option<rollout::RolloutLog>>,
+    registries: Option<registries::LabRegistries>,
 }
 
 impl ReplicaSlot {
@@ -241,11 +243,45 @@ impl Lab {
         })?;
         plan.frontdoor_listen = frontdoor_addr;
 
+        let tasks = TaskTracker::new();
+        let background = CancellationToken::new();
+        // Registry replicas: in-process, one per registry region.
+        let registries = if plan.registry_regions.is_empty() {
+            None
+        } else {
+            Some(
+                registries::start(
+                    &plan.registry_regions,
+                    plan.registry_port,
+                    &dir.join("registry"),
+                    &tasks,
+                    background.clone(),
+                )
+                .await
+                .map_err(LabError::Plan)?,
+            )
+        };
+
         // Container mode: one network per region, a fixed address per replica.
         let mut launches: Vec<Option<containers::ContainerLaunch>> =
             vec![None; plan.replicas.len()];
         if let Some(image) = &opts.container_image {
             containers::check_docker().await?;
+            // Build once, push once (to the first region's registry), then every region
+            // pulls by digest from its own replica.
+            let pinned = match &registries {
+                Some(regs) => {
+                    let version = plan
+                        .replicas
+                        .first()
+                        .map(|r| r.version.clone())
+                        .unwrap_or_else(|| "latest".into());
+                    let digest = regs.push_once(image, &plan.image_name, &version).await?;
+                    tracing::info!(%digest, "image pushed once; regions pull from their replica");
+                    Some((regs.clone(), digest))
+                }
+                None => None,
+            };
             let removed = containers::remove_leftovers(&plan.environment).await?;
             if removed > 0 {
                 tracing::warn!(removed, "removed containers left by an earlier lab");
@@ -261,8 +297,16 @@ impl Lab {
                     let n = per_zone.entry(r.zone.clone()).or_default();
                     let ip = net.replica_ip(z, *n)?;
                     *n += 1;
+                    let image = match &pinned {
+                        Some((regs, digest)) => match regs.for_region(&r.region) {
+                            Some(reg) => format!("{}/{}@{digest}", reg.addr, plan.image_name),
+                            None => image.clone(),
+                        },
+                        None => image.clone(),
+                    };
                     let launch = containers::ContainerLaunch {
-                        image: image.clone(),
+                        docker_config: pinned.as_ref().map(|(regs, _)| regs.docker_config.clone()),
+                        image,
                         name: format!("geoha-{}-{}", plan.environment, r.name),
                         network: net.name.clone(),
                         ip,
@@ -296,8 +340,6 @@ impl Lab {
 
         let logs = dir.join("logs");
         let _ = tokio::fs::create_dir_all(&logs).await;
-        let tasks = TaskTracker::new();
-        let background = CancellationToken::new();
         let mut slots = Vec::new();
         for ((r, link), container) in plan.replicas.iter().zip(link_listeners).zip(launches) {
             let (faults, faults_rx) = watch::channel(LinkFaults::default());
@@ -339,6 +381,7 @@ impl Lab {
             token: random_token(),
             stop: CancellationToken::new(),
             rollout: std::sync::Mutex::new(None),
+            registries,
         });
         let app = control::router(Arc::clone(&inner));
         let stop_control = background.clone();
@@ -627,7 +670,15 @@ impl LabInner {
             },
             regions,
             replicas,
-            registries: Vec::new(),
+            registries: self
+                .registries
+                .iter()
+                .flat_map(|r| &r.replicas)
+                .map(|r| report::RegistryReport {
+                    region: r.region.clone(),
+                    url: format!("http://{}", r.addr),
+                })
+                .collect(),
         }
     }
 }

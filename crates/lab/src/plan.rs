@@ -78,6 +78,12 @@ pub struct LabPlan {
     pub session_affinity: bool,
     /// Replicas' drain delay (kept short in the lab: the front door drains them first).
     pub replica_drain_delay: Duration,
+    /// Regions holding a registry replica: (index in `regions`, name).
+    pub registry_regions: Vec<(usize, String)>,
+    /// Port of the registry replicas (0: any free port).
+    pub registry_port: u16,
+    /// Repository name of the API image.
+    pub image_name: String,
 }
 
 /// Address of replica `n` of zone `z` of region `r` (all 0-based): `127.<r+1>.<z+1>.<n+1>`.
@@ -91,6 +97,8 @@ pub fn replica_ip(region: usize, zone: usize, n: usize) -> Ipv4Addr {
 pub const DEFAULT_REPLICA_PORT: u16 = 8080;
 /// The link proxy's port next to a replica on a fixed port.
 pub const DEFAULT_LINK_PORT: u16 = 18080;
+/// The registry replicas' port (on `127.<region>.0.1`).
+pub const DEFAULT_REGISTRY_PORT: u16 = 5000;
 
 /// What the lab decides that the topology does not say.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,6 +110,8 @@ pub struct PlanOptions {
     pub link_port: u16,
     /// Overrides the topology's front door address.
     pub frontdoor_listen: Option<SocketAddr>,
+    /// Port of the registry replicas (0 with `replica_port` 0).
+    pub registry_port: u16,
 }
 
 impl Default for PlanOptions {
@@ -110,6 +120,7 @@ impl Default for PlanOptions {
             replica_port: DEFAULT_REPLICA_PORT,
             link_port: DEFAULT_LINK_PORT,
             frontdoor_listen: None,
+            registry_port: DEFAULT_REGISTRY_PORT,
         }
     }
 }
@@ -171,6 +182,20 @@ impl LabPlan {
             // The front door stops sending first (ejection, shutdown order), so replicas
             // need only a short grace before they stop accepting.
             replica_drain_delay: Duration::from_millis(300),
+            registry_regions: topology
+                .registry_regions()
+                .iter()
+                .filter_map(|r| {
+                    let i = topology.regions.iter().position(|x| x.name == r.name)?;
+                    Some((i, r.name.clone()))
+                })
+                .collect(),
+            registry_port: if options.replica_port == 0 {
+                0
+            } else {
+                options.registry_port
+            },
+            image_name: topology.image.name.clone(),
         };
         plan.check()?;
         Ok(plan)

@@ -148,6 +148,23 @@ fn default_lab_comes_up_healthy_and_answers_from_both_regions() {
         seen,
         BTreeSet::from(["centralus".to_string(), "eastus2".to_string()])
     );
+    // One registry replica per region, on the region's address block, answering the
+    // Distribution API's base check.
+    let regs = status["registries"].as_array().unwrap();
+    let regions: Vec<&str> = regs.iter().map(|r| r["region"].as_str().unwrap()).collect();
+    assert_eq!(regions, ["eastus2", "centralus"]);
+    for (i, r) in regs.iter().enumerate() {
+        let addr: SocketAddr = r["url"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("http://")
+            .parse()
+            .unwrap();
+        assert_eq!(addr.ip().to_string(), format!("127.{}.0.1", i + 1));
+        let (code, text) = http(addr, "GET", "/v2/").unwrap();
+        assert!(code == 200 || code == 401, "{text}");
+        assert!(text.to_ascii_lowercase().contains("registry/2.0"), "{text}");
+    }
 }
 
 #[test]
