@@ -45,7 +45,7 @@ def main():
         cfg = os.path.join(tmp, "haproxy.cfg")
         with open(cfg, "w") as f:
             f.write(f"""global
-    maxconn 10000
+    maxconn 4096
     nbthread {os.cpu_count()}
 defaults
     mode http

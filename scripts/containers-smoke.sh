@@ -90,6 +90,15 @@ import json, sys
 s = json.load(sys.stdin)
 bad = [r["name"] for r in s["replicas"] if not r["healthy"] or r["faults"]]
 assert not bad, bad'
+echo "geoha deploy: pushed once, pulled per region, region by region"
+"$bin" deploy --version 2.0.0 --image "$image" --bake 500ms
+"$bin" status --json | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+regs = {r["region"]: r["url"].removeprefix("http://") for r in s["registries"]}
+for r in s["replicas"]:
+    assert r["version"] == "2.0.0", (r["name"], r["version"])
+    assert r["image"].startswith(regs[r["region"]] + "/"), (r["name"], r["image"])'
 echo "down removes everything"
 "$bin" down
 wait "$up_pid" || true

@@ -203,9 +203,33 @@ pub(crate) fn start(lab: &Arc<LabInner>, req: DeployRequest) -> Result<(), Strin
     Ok(())
 }
 
-async fn run(lab: Arc<LabInner>, req: DeployRequest, log: RolloutLog) {
+async fn run(lab: Arc<LabInner>, mut req: DeployRequest, log: RolloutLog) {
     log.step("", "start", format!("version {}", req.version));
     let previous: Vec<Launch> = lab.slots.iter().map(|s| s.current_launch()).collect();
+    // Container mode with registries: build once, push once, every region pulls by digest
+    // from its own replica (the digest is served everywhere before the first step).
+    let mut pinned: Option<String> = None;
+    let containers = previous.iter().any(|l| l.container.is_some());
+    if let (Some(image), Some(regs), true) = (&req.image, &lab.registries, containers) {
+        match regs
+            .push_once(image, &lab.plan.image_name, &req.version)
+            .await
+        {
+            Ok(digest) => {
+                log.step(
+                    "",
+                    "push",
+                    format!("{image} as {digest}, served by every replica"),
+                );
+                pinned = Some(digest);
+            }
+            Err(err) => {
+                log.finish(RolloutState::Failed, Some(format!("push: {err}")));
+                return;
+            }
+        }
+        req.image = None;
+    }
     for region in &lab.plan.regions {
         let indices: Vec<usize> = lab
             .plan
@@ -222,7 +246,14 @@ async fn run(lab: Arc<LabInner>, req: DeployRequest, log: RolloutLog) {
         );
         let mut done: Vec<usize> = Vec::new();
         for &i in &indices {
-            let next = new_launch(&previous[i], &req);
+            let mut next = new_launch(&previous[i], &req);
+            if let (Some(digest), Some(regs), Some(c)) =
+                (&pinned, &lab.registries, next.container.as_mut())
+            {
+                if let Some(reg) = regs.for_region(&region.name) {
+                    c.image = format!("{}/{}@{digest}", reg.addr, lab.plan.image_name);
+                }
+            }
             done.push(i);
             if let Err(reason) = replace_one(&lab, i, next, &req, &log, true).await {
                 log.step(&lab.plan.replicas[i].name, "failed", reason.clone());

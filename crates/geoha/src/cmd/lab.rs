@@ -169,6 +169,21 @@ fn control_target(
     Ok((addr, token))
 }
 
+/// One control API call; the answer as JSON (`null` when it is not JSON).
+async fn control_call(
+    addr: SocketAddr,
+    token: &str,
+    method: http::Method,
+    path: &str,
+    body: Option<Vec<u8>>,
+) -> anyhow::Result<(http::StatusCode, serde_json::Value)> {
+    let (status, body) =
+        geoha_lab::admin_client::call(addr, method, path, Some(token), body, CONTROL_TIMEOUT)
+            .await
+            .context("the lab's control API did not answer (is `geoha up` still running?)")?;
+    Ok((status, serde_json::from_slice(&body).unwrap_or_default()))
+}
+
 async fn fetch_status(addr: SocketAddr, token: &str) -> anyhow::Result<StatusReport> {
     let (status, body) = geoha_lab::admin_client::call(
         addr,
@@ -337,17 +352,14 @@ pub(crate) fn fault(args: FaultArgs) -> anyhow::Result<ExitCode> {
     let (addr, token) = control_target(args.control, args.token)?;
     let rt = super::runtime()?;
     rt.block_on(async move {
-        let (status, body) = geoha_lab::admin_client::call(
+        let (status, answer) = control_call(
             addr,
+            &token,
             http::Method::POST,
             "/v1/faults",
-            Some(&token),
             Some(serde_json::to_vec(&req)?),
-            CONTROL_TIMEOUT,
         )
-        .await
-        .context("the lab's control API did not answer (is `geoha up` still running?)")?;
-        let answer: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        .await?;
         if status.is_success() {
             let names: Vec<String> = answer["applied"]
                 .as_array()
@@ -466,17 +478,14 @@ pub(crate) fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
     let (addr, token) = control_target(args.control, args.token)?;
     let rt = super::runtime()?;
     rt.block_on(async move {
-        let (status, body) = geoha_lab::admin_client::call(
+        let (status, answer) = control_call(
             addr,
+            &token,
             http::Method::POST,
             "/v1/deploy",
-            Some(&token),
             Some(serde_json::to_vec(&req)?),
-            CONTROL_TIMEOUT,
         )
-        .await
-        .context("the lab's control API did not answer (is `geoha up` still running?)")?;
-        let answer: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        .await?;
         if status == http::StatusCode::BAD_REQUEST {
             bail!(BadInput(
                 answer["error"].as_str().unwrap_or("rejected").to_string()
