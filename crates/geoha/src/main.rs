@@ -11,6 +11,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// Every server here allocates per request (headers, bodies, futures) on two busy
+/// threads; mimalloc's per-thread heaps avoid glibc's arena lock (measured: see
+/// docs/benchmarks.md, router overhead).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // clap exits 2 on misuse; the contract says 64 (help and version stay 0).
     let cli = match cli::Cli::try_parse() {

@@ -65,6 +65,8 @@ pub(crate) fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     let exe = std::env::current_exe().context("cannot find the geoha executable")?;
     let rt = super::runtime()?;
     rt.block_on(async move {
+        // Installed first: a signal while the lab starts stops it once it has started.
+        let stop_signal = crate::signals::shutdown();
         let started = std::time::Instant::now();
         let container_image = if containers {
             Some(container_image(args.image, &exe, &topology).await?)
@@ -99,7 +101,7 @@ pub(crate) fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         );
         tracing::info!(control = %lab.control_url(), "lab running");
         tokio::select! {
-            () = crate::signals::shutdown() => {}
+            () = stop_signal => {}
             () = lab.stop_requested() => tracing::info!("stop requested through the control API"),
         }
         eprintln!("stopping: draining replicas...");
