@@ -90,15 +90,22 @@ import json, sys
 s = json.load(sys.stdin)
 bad = [r["name"] for r in s["replicas"] if not r["healthy"] or r["faults"]]
 assert not bad, bad'
-echo "geoha deploy: pushed once, pulled per region, region by region"
+echo "geoha deploy while west's registry replica is down: west pulls from east"
+"$bin" fault kill registry:west
 "$bin" deploy --version 2.0.0 --image "$image" --bake 500ms
 "$bin" status --json | python3 -c '
 import json, sys
 s = json.load(sys.stdin)
 regs = {r["region"]: r["url"].removeprefix("http://") for r in s["registries"]}
+up = {r["region"]: r["up"] for r in s["registries"]}
+assert up == {"east": True, "west": False}, up
 for r in s["replicas"]:
     assert r["version"] == "2.0.0", (r["name"], r["version"])
-    assert r["image"].startswith(regs[r["region"]] + "/"), (r["name"], r["image"])'
+    assert r["image"].startswith(regs["east"] + "/"), (r["name"], r["image"])'
+"$bin" fault heal registry:west
+"$bin" status --json | python3 -c '
+import json, sys
+assert all(r["up"] for r in json.load(sys.stdin)["registries"])'
 echo "down removes everything"
 "$bin" down
 wait "$up_pid" || true

@@ -24,6 +24,8 @@ pub enum FaultTarget {
     },
     /// `region:NAME`
     Region(String),
+    /// `registry:REGION`, the region's registry replica (`kill` and `heal` only).
+    Registry(String),
 }
 
 impl FromStr for FaultTarget {
@@ -39,6 +41,7 @@ impl FromStr for FaultTarget {
         match kind {
             "replica" => Ok(FaultTarget::Replica(name.to_string())),
             "region" => Ok(FaultTarget::Region(name.to_string())),
+            "registry" => Ok(FaultTarget::Registry(name.to_string())),
             "zone" => {
                 let (region, zone) = name.rsplit_once('-').ok_or_else(|| {
                     format!("target {s:?}: a zone is REGION-ZONE, e.g. zone:eastus2-1")
@@ -49,7 +52,7 @@ impl FromStr for FaultTarget {
                 })
             }
             other => Err(format!(
-                "target {s:?}: unknown kind {other:?} (replica, zone or region)"
+                "target {s:?}: unknown kind {other:?} (replica, zone, region or registry)"
             )),
         }
     }
@@ -61,6 +64,7 @@ impl fmt::Display for FaultTarget {
             FaultTarget::Replica(n) => write!(f, "replica:{n}"),
             FaultTarget::Zone { region, zone } => write!(f, "zone:{region}-{zone}"),
             FaultTarget::Region(n) => write!(f, "region:{n}"),
+            FaultTarget::Registry(n) => write!(f, "registry:{n}"),
         }
     }
 }
@@ -77,6 +81,7 @@ impl FaultTarget {
                 FaultTarget::Replica(n) => &r.name == n,
                 FaultTarget::Zone { region, zone } => &r.region == region && &r.zone == zone,
                 FaultTarget::Region(n) => &r.region == n,
+                FaultTarget::Registry(_) => false,
             })
             .map(|(i, _)| i)
             .collect();
@@ -97,6 +102,11 @@ impl FaultTarget {
                     z
                 }
                 FaultTarget::Region(_) => plan.regions.iter().map(|r| r.name.clone()).collect(),
+                FaultTarget::Registry(_) => plan
+                    .registry_regions
+                    .iter()
+                    .map(|(_, n)| n.clone())
+                    .collect(),
             };
             return Err(format!(
                 "{self} matches nothing; known: {}",

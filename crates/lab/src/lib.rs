@@ -517,6 +517,19 @@ async fn futures_join_all<F: std::future::Future<Output = ()>>(futs: Vec<F>) {
 impl LabInner {
     async fn apply(&self, req: &FaultRequest) -> Result<Vec<String>, String> {
         let (target, fault) = req.validate()?;
+        if let fault::FaultTarget::Registry(region) = &target {
+            let regs = self
+                .registries
+                .as_ref()
+                .ok_or("this lab runs no registry replicas")?;
+            match fault {
+                Fault::Kill { .. } => regs.kill(region)?,
+                Fault::Heal => regs.heal(region).await?,
+                _ => return Err(format!("{target}: only kill and heal apply to a registry")),
+            }
+            tracing::info!(action = ?req.action, target = %target, "fault applied");
+            return Ok(vec![format!("registry:{region}")]);
+        }
         let hits = target.resolve(&self.plan)?;
         let mut applied = Vec::new();
         for i in hits {
@@ -677,6 +690,7 @@ impl LabInner {
                 .map(|r| report::RegistryReport {
                     region: r.region.clone(),
                     url: format!("http://{}", r.addr),
+                    up: r.is_up(),
                 })
                 .collect(),
         }

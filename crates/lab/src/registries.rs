@@ -21,13 +21,26 @@ use crate::containers::ContainerError;
 /// User name of the lab's push credential.
 pub const PUSH_USER: &str = "geoha";
 
-/// A running registry replica.
+/// A registry replica of the lab.
 #[derive(Debug, Clone)]
 pub struct LabRegistry {
     /// The region it serves.
     pub region: String,
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Its configuration (a restart after `kill` reuses it, storage included).
+    cfg: Arc<geoha_registry::Config>,
+    /// Serving now (`kill` stops it until `heal`).
+    up: Arc<std::sync::atomic::AtomicBool>,
+    /// Stops the current run.
+    stop: Arc<std::sync::Mutex<CancellationToken>>,
+}
+
+impl LabRegistry {
+    /// Serving now.
+    pub fn is_up(&self) -> bool {
+        self.up.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// The lab's registries and the push credential.
@@ -39,6 +52,27 @@ pub struct LabRegistries {
     pub password: String,
     /// Docker client config directory used for `docker login` (kept out of the user's).
     pub docker_config: PathBuf,
+    tasks: TaskTracker,
+    parent: CancellationToken,
+}
+
+fn spawn_replica(
+    tasks: &TaskTracker,
+    reg: &LabRegistry,
+    listener: TcpListener,
+    stop: CancellationToken,
+) {
+    let cfg = Arc::clone(&reg.cfg);
+    let name = reg.region.clone();
+    let up = Arc::clone(&reg.up);
+    up.store(true, std::sync::atomic::Ordering::Relaxed);
+    tasks.spawn(async move {
+        if let Err(err) =
+            geoha_registry::run(cfg, listener, async move { stop.cancelled().await }).await
+        {
+            tracing::error!(region = %name, %err, "registry stopped");
+        }
+    });
 }
 
 /// Address of region `r`'s registry (0-based): `127.<r+1>.0.1`.
@@ -71,56 +105,104 @@ pub async fn start(
         let addr = l.local_addr().map_err(|e| e.to_string())?;
         listeners.push((name.clone(), addr, l));
     }
+    let addrs: Vec<(String, SocketAddr)> =
+        listeners.iter().map(|(n, a, _)| (n.clone(), *a)).collect();
     let mut replicas = Vec::new();
-    for (name, addr, _) in &listeners {
-        replicas.push(LabRegistry {
-            region: name.clone(),
-            addr: *addr,
-        });
-    }
     for (name, addr, listener) in listeners {
         let mut cfg = geoha_registry::Config::new(name.clone(), dir.join(&name));
         cfg.listen = addr;
         cfg.anonymous_pull = true;
         cfg.htpasswd = Some(htpasswd.clone());
         cfg.replication.secret = Some(secret.clone());
-        for peer in replicas.iter().filter(|p| p.region != name) {
+        for (peer, peer_addr) in addrs.iter().filter(|(p, _)| *p != name) {
             cfg.peers.push(geoha_registry::Peer {
-                id: peer.region.clone(),
-                url: geoha_registry::HttpUrl::try_from(format!("http://{}", peer.addr))
+                id: peer.clone(),
+                url: geoha_registry::HttpUrl::try_from(format!("http://{peer_addr}"))
                     .map_err(|e| e.to_string())?,
             });
         }
-        let stop = stop.clone();
-        let label = name.clone();
-        tasks.spawn(async move {
-            if let Err(err) =
-                geoha_registry::run(
-                    Arc::new(cfg),
-                    listener,
-                    async move { stop.cancelled().await },
-                )
-                .await
-            {
-                tracing::error!(region = %name, %err, "registry stopped");
-            }
-        });
-        tracing::info!(region = %label, "registry replica started on {addr}");
+        let token = stop.child_token();
+        let reg = LabRegistry {
+            region: name.clone(),
+            addr,
+            cfg: Arc::new(cfg),
+            up: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            stop: Arc::new(std::sync::Mutex::new(token.clone())),
+        };
+        spawn_replica(tasks, &reg, listener, token);
+        tracing::info!(region = %name, "registry replica started on {addr}");
+        replicas.push(reg);
     }
     Ok(LabRegistries {
         replicas,
         password,
         docker_config: dir.join("docker"),
+        tasks: tasks.clone(),
+        parent: stop,
     })
 }
 
 impl LabRegistries {
-    /// The replica serving `region`, else the first one.
+    /// The replica `region` pulls from: its own while it serves, else the first one
+    /// that does (a region's registry outage does not stop its replicas from starting).
     pub fn for_region(&self, region: &str) -> Option<&LabRegistry> {
         self.replicas
             .iter()
+            .find(|r| r.region == region && r.is_up())
+            .or_else(|| self.replicas.iter().find(|r| r.is_up()))
+    }
+
+    /// `kill registry:REGION`: the replica stops serving (connections refused).
+    pub fn kill(&self, region: &str) -> Result<(), String> {
+        let reg = self.named(region)?;
+        reg.up.store(false, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(t) = reg.stop.lock() {
+            t.cancel();
+        }
+        tracing::warn!(region, "registry replica killed");
+        Ok(())
+    }
+
+    /// `heal registry:REGION`: serves again from the same storage and address.
+    pub async fn heal(&self, region: &str) -> Result<(), String> {
+        let reg = self.named(region)?;
+        if reg.is_up() {
+            return Ok(());
+        }
+        // The old listener closes as its run winds down: retry the bind briefly.
+        let mut last = String::new();
+        for _ in 0..50 {
+            match TcpListener::bind(reg.addr).await {
+                Ok(listener) => {
+                    let token = self.parent.child_token();
+                    if let Ok(mut t) = reg.stop.lock() {
+                        *t = token.clone();
+                    }
+                    spawn_replica(&self.tasks, reg, listener, token);
+                    tracing::info!(region, "registry replica back");
+                    return Ok(());
+                }
+                Err(e) => last = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(format!(
+            "registry of {region}: cannot listen on {} again: {last}",
+            reg.addr
+        ))
+    }
+
+    fn named(&self, region: &str) -> Result<&LabRegistry, String> {
+        self.replicas
+            .iter()
             .find(|r| r.region == region)
-            .or_else(|| self.replicas.first())
+            .ok_or_else(|| {
+                let known: Vec<&str> = self.replicas.iter().map(|r| r.region.as_str()).collect();
+                format!(
+                    "registry:{region} matches nothing; known: {}",
+                    known.join(", ")
+                )
+            })
     }
 
     /// Pushes `image` once, to the first replica, as `name:tag`; returns its digest
@@ -133,15 +215,16 @@ impl LabRegistries {
     ) -> Result<String, ContainerError> {
         let first = self
             .replicas
-            .first()
-            .ok_or_else(|| ContainerError::Image("no registry replica".into()))?;
+            .iter()
+            .find(|r| r.is_up())
+            .ok_or_else(|| ContainerError::Image("no registry replica is serving".into()))?;
         let target = format!("{}/{name}:{tag}", first.addr);
         crate::containers::docker(&["tag", image, &target]).await?;
         let config = self.docker_config.display().to_string();
         std::fs::create_dir_all(&self.docker_config)
             .map_err(|e| ContainerError::Image(format!("{config}: {e}")))?;
-        // Every replica: the push goes to the first, pulls go to each region's own.
-        for r in &self.replicas {
+        // Every serving replica: the push goes to the first, pulls to each region's own.
+        for r in self.replicas.iter().filter(|r| r.is_up()) {
             let server = r.addr.to_string();
             crate::containers::docker_stdin(
                 &[
@@ -170,9 +253,10 @@ impl LabRegistries {
                 message: format!("no digest in the output: {out}"),
             })?
             .to_string();
-        // Every replica serves it before any replica container starts.
+        // Every serving replica has it before any container starts (a killed one catches
+        // up from its durable log when healed).
         let path = format!("/v2/{name}/manifests/{digest}");
-        for r in &self.replicas {
+        for r in self.replicas.iter().filter(|r| r.is_up()) {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
             loop {
                 let ok = crate::admin_client::call(

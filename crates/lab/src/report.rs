@@ -91,4 +91,11 @@ pub struct RegistryReport {
     pub region: String,
     /// Base URL.
     pub url: String,
+    /// Serving (false after `geoha fault kill registry:REGION` until `heal`).
+    #[serde(default = "serving")]
+    pub up: bool,
+}
+
+fn serving() -> bool {
+    true
 }

@@ -541,3 +541,37 @@ fn deploy_of_a_version_that_never_gets_ready_rolls_back_within_the_first_region(
     let (code, _, err) = lab.cli(&["deploy", "--version", "no spaces"]);
     assert_eq!(code, 64, "{err}");
 }
+
+#[test]
+fn a_registry_replica_can_be_killed_and_healed() {
+    let (lab, _topo) = small_lab();
+    let regs = lab.status()["registries"].as_array().unwrap().clone();
+    let west: SocketAddr = regs.iter().find(|r| r["region"] == "west").unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    assert!(http(west, "GET", "/v2/").is_ok());
+    lab.fault(&["kill", "registry:west"]);
+    let s = lab.status();
+    let up: Vec<bool> = s["registries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["up"].as_bool().unwrap())
+        .collect();
+    assert_eq!(up, [true, false], "{s:#}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while http(west, "GET", "/v2/").is_ok() {
+        assert!(Instant::now() < deadline, "killed registry still answers");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    lab.fault(&["heal", "registry:west"]);
+    let (code, text) = http(west, "GET", "/v2/").unwrap();
+    assert!(code == 200 || code == 401, "{text}");
+    let (code, _, err) = lab.cli(&["fault", "freeze", "registry:west"]);
+    assert_eq!(code, 64, "{err}");
+    let (code, _, err) = lab.cli(&["fault", "kill", "registry:atlantis"]);
+    assert_eq!(code, 64, "{err}");
+}
