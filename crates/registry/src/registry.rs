@@ -152,18 +152,31 @@ impl Registry {
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<(), OciError> {
+        self.tombstone_link(repo, LinkKind::Layer, digest, OciCode::BlobUnknown)
+            .await
+    }
+
+    /// Deletes a blob or manifest from a repository: a tombstone with a fresh stamp
+    /// (it replicates), then the `delete` notification; `unknown` when not linked.
+    async fn tombstone_link(
+        &self,
+        repo: &RepoName,
+        kind: LinkKind,
+        digest: &Digest,
+        unknown: OciCode,
+    ) -> Result<(), OciError> {
         let (r, d) = (repo.clone(), digest.clone());
         let link = self
             .store
-            .blocking(move |s| s.live_link(&r, LinkKind::Layer, &d))
+            .blocking(move |s| s.live_link(&r, kind, &d))
             .await?;
         let Some(mut link) = link else {
-            return Err(OciError::new(OciCode::BlobUnknown));
+            return Err(OciError::new(unknown));
         };
         link.deleted = Some(self.stamp());
         self.commit(vec![Change::Link {
             repo: repo.as_str().to_owned(),
-            kind: LinkKind::Layer,
+            kind,
             digest: digest.clone(),
             state: link,
         }])
@@ -331,24 +344,8 @@ impl Registry {
                     .send(NotifyEvent::delete(repo, None, Some(tag)));
             }
             Reference::Digest(digest) => {
-                let (r, d) = (repo.clone(), digest.clone());
-                let link = self
-                    .store
-                    .blocking(move |s| s.live_link(&r, LinkKind::Manifest, &d))
+                self.tombstone_link(repo, LinkKind::Manifest, digest, OciCode::ManifestUnknown)
                     .await?;
-                let Some(mut link) = link else {
-                    return Err(OciError::new(OciCode::ManifestUnknown));
-                };
-                link.deleted = Some(self.stamp());
-                self.commit(vec![Change::Link {
-                    repo: repo.as_str().to_owned(),
-                    kind: LinkKind::Manifest,
-                    digest: digest.clone(),
-                    state: link,
-                }])
-                .await?;
-                self.notifier
-                    .send(NotifyEvent::delete(repo, Some(digest), None));
             }
         }
         Ok(())
