@@ -46,6 +46,9 @@ pub struct Config {
     pub drain_deadline: Duration,
     /// Log one line per request (off by default so logging never decides throughput).
     pub access_log: bool,
+    /// Chaos: answer this share (0..=1) of `/default/` requests with 500; probes stay
+    /// healthy, so only live traffic notices (drills, rollout tests of a bad version).
+    pub inject_errors: f64,
 }
 
 impl Config {
@@ -57,6 +60,7 @@ impl Config {
             drain_delay: Duration::ZERO,
             drain_deadline: Duration::from_secs(5),
             access_log: false,
+            inject_errors: 0.0,
         }
     }
 }
@@ -100,12 +104,10 @@ pub async fn run(
         ));
     }
 
-    let app = routes::router(routes::Shared::new(
-        card,
-        drain.clone(),
-        Arc::clone(&metrics),
-        cfg.access_log,
-    ));
+    let app = routes::router(
+        routes::Shared::new(card, drain.clone(), Arc::clone(&metrics), cfg.access_log)
+            .with_injected_failures(cfg.inject_errors),
+    );
 
     tracing::info!(%addr, region = %cfg.identity.region, zone = %cfg.identity.zone,
         replica = %cfg.identity.replica, "listening addr={addr}");

@@ -33,6 +33,36 @@ pub struct Shared {
     pub access_log: bool,
     /// Pre-built `x-geoha-*` response headers.
     pub identity_headers: Arc<IdentityHeaders>,
+    /// Injected failures (chaos drills, rollout tests); none by default.
+    pub injected: Arc<InjectedFailures>,
+}
+
+/// Answers a fixed share of `/default/` requests with 500, spread evenly (request `n`
+/// fails when `floor((n+1)·share)` passes `floor(n·share)`): exact, and no random number
+/// on the request path.
+#[derive(Debug, Default)]
+pub struct InjectedFailures {
+    share: f64,
+    seen: std::sync::atomic::AtomicU64,
+}
+
+impl InjectedFailures {
+    /// A share in 0..=1 (clamped).
+    pub fn new(share: f64) -> Self {
+        InjectedFailures {
+            share: share.clamp(0.0, 1.0),
+            seen: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Whether this request fails.
+    fn hit(&self) -> bool {
+        if self.share <= 0.0 {
+            return false;
+        }
+        let n = self.seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed) as f64;
+        ((n + 1.0) * self.share).floor() > (n * self.share).floor()
+    }
 }
 
 impl Shared {
@@ -50,7 +80,14 @@ impl Shared {
             metrics,
             access_log,
             identity_headers,
+            injected: Arc::new(InjectedFailures::default()),
         }
+    }
+
+    /// Answers this share of `/default/` requests with 500 (see [`InjectedFailures`]).
+    pub fn with_injected_failures(mut self, share: f64) -> Self {
+        self.injected = Arc::new(InjectedFailures::new(share));
+        self
     }
 }
 
@@ -109,6 +146,15 @@ impl IdentityHeaders {
 }
 
 fn identity_response(shared: &Shared) -> Response {
+    if shared.injected.hit() {
+        let mut resp = Response::new(Body::from(r#"{"error":"injected failure"}"#));
+        *resp.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        return resp;
+    }
     let mut resp = Response::new(Body::from(shared.card.body()));
     let h = resp.headers_mut();
     h.insert(
@@ -226,4 +272,23 @@ async fn not_found() -> (
         [(header::CONTENT_TYPE, "application/json")],
         "{\"message\":\"not found\"}",
     )
+}
+
+#[cfg(test)]
+mod injected_tests {
+    use super::InjectedFailures;
+
+    #[test]
+    fn injected_failures_hit_exactly_the_share() {
+        for (share, n, want) in [
+            (0.0, 100, 0),
+            (1.0, 100, 100),
+            (0.25, 100, 25),
+            (0.3, 1000, 300),
+        ] {
+            let f = InjectedFailures::new(share);
+            let hits = (0..n).filter(|_| f.hit()).count();
+            assert_eq!(hits, want, "share {share}");
+        }
+    }
 }

@@ -52,11 +52,21 @@ pub(crate) struct ApiArgs {
     /// Log one line per request.
     #[arg(long)]
     access_log: bool,
+    /// Chaos: answer this share (0..1) of /default/ requests with 500 while probes stay
+    /// healthy (a "bad version" for drills and rollout tests).
+    #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
+    inject_errors: f64,
 }
 
 impl ApiArgs {
     /// Validates the arguments into the library's config and the listen address.
     fn into_config(self) -> Result<(Config, SocketAddr), BadInput> {
+        if !(0.0..=1.0).contains(&self.inject_errors) {
+            return Err(BadInput(format!(
+                "--inject-errors {}: a share between 0 and 1",
+                self.inject_errors
+            )));
+        }
         let listen = match self.listen {
             Some(addr) => addr,
             None => {
@@ -98,6 +108,7 @@ impl ApiArgs {
                 drain_delay: self.drain_delay,
                 drain_deadline: self.drain_deadline,
                 access_log: self.access_log,
+                inject_errors: self.inject_errors,
             },
             listen,
         ))

@@ -575,3 +575,51 @@ fn a_registry_replica_can_be_killed_and_healed() {
     let (code, _, err) = lab.cli(&["fault", "kill", "registry:atlantis"]);
     assert_eq!(code, 64, "{err}");
 }
+
+#[test]
+fn deploy_of_a_version_that_answers_5xx_is_rolled_back_by_its_error_rate() {
+    let (lab, topo) = small_lab();
+    lab.wait_status("healthy", Duration::from_secs(10), |s| {
+        s["replicas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["healthy"] == true)
+    });
+    // A "bad version": the same binary, answering 500 to every /default/ while its
+    // probes stay healthy, so only live traffic during the bake can catch it.
+    let script = topo.path().join("bad-version.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nexec '{}' \"$@\" --inject-errors 1\n",
+            env!("CARGO_BIN_EXE_geoha")
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let before = versions(&lab.status());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = steady_load(lab.frontdoor, std::sync::Arc::clone(&stop));
+    let (code, out, err) = lab.cli(&[
+        "deploy",
+        "--version",
+        "6.6.6",
+        "--binary",
+        script.to_str().unwrap(),
+        "--bake",
+        "1s",
+    ]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = load.join().unwrap();
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(err.contains("error rate over the limit"), "{out}\n{err}");
+    assert!(
+        !out.contains("west"),
+        "the other region is untouched: {out}"
+    );
+    assert_eq!(versions(&lab.status()), before);
+    // The 500s that reached clients before the verdict are bounded (passive health
+    // ejects the replica after a few; the rollback restores the old version).
+    assert!(failed < 50, "{failed} failed of {}", ok + failed);
+}
