@@ -308,26 +308,21 @@ async fn forward(
                     }
                 };
                 tokio::pin!(race);
-                // Both hanging (two frozen origins) is bounded like one try: at the per-try
-                // timeout the request moves on if the budget grants it.
-                let mut granted = false;
-                let (copy_won, result, other_err) =
-                    match tokio::time::timeout(try_timeout.min(remaining), &mut race).await {
-                        Ok(r) => r,
-                        Err(_) if try_timeout < remaining && fd.budget.load().try_withdraw() => {
-                            granted = true;
+                // Both hanging (two frozen origins) is bounded like one try.
+                let (copy_won, result, other_err, granted) =
+                    match wait_try(&mut race, try_timeout, remaining, fd).await {
+                        Waited::Done((copy_won, result, other_err)) => {
+                            (copy_won, result, other_err, false)
+                        }
+                        Waited::Abandoned => {
                             group.record_failure(second, FailureKind::TryTimeout, Instant::now());
                             failed.push(second);
-                            (false, Err(timed_out(&sent, rt.address, try_timeout)), None)
+                            let err = timed_out(&sent, rt.address, try_timeout);
+                            (false, Err(err), None, true)
                         }
-                        Err(_) => {
-                            let rest = remaining.saturating_sub(try_timeout);
-                            match tokio::time::timeout(rest, &mut race).await {
-                                Ok(r) => r,
-                                Err(_) => {
-                                    (false, Err(timed_out(&sent, rt.address, remaining)), None)
-                                }
-                            }
+                        Waited::Expired => {
+                            let err = timed_out(&sent, rt.address, remaining);
+                            (false, Err(err), None, false)
                         }
                     };
                 if let Some(err) = other_err {
@@ -347,25 +342,11 @@ async fn forward(
                 }
                 (result, granted)
             } else {
-                // Two stages: at the per-try timeout the try is abandoned only if the
-                // retry budget grants a retry; otherwise it keeps its chance until the
-                // overall deadline.
-                let mut retry_granted = false;
-                let outcome = match tokio::time::timeout(try_timeout, &mut attempt).await {
-                    Ok(r) => r,
-                    Err(_) if try_timeout < remaining && fd.budget.load().try_withdraw() => {
-                        retry_granted = true;
-                        Err(timed_out(&sent, rt.address, try_timeout))
-                    }
-                    Err(_) => {
-                        let rest = remaining.saturating_sub(try_timeout);
-                        match tokio::time::timeout(rest, &mut attempt).await {
-                            Ok(r) => r,
-                            Err(_) => Err(timed_out(&sent, rt.address, remaining)),
-                        }
-                    }
-                };
-                (outcome, retry_granted)
+                match wait_try(&mut attempt, try_timeout, remaining, fd).await {
+                    Waited::Done(r) => (r, false),
+                    Waited::Abandoned => (Err(timed_out(&sent, rt.address, try_timeout)), true),
+                    Waited::Expired => (Err(timed_out(&sent, rt.address, remaining)), false),
+                }
             }
         };
         if let Some((second, rt2, in_flight2, hedge_started)) = winner {
@@ -579,6 +560,34 @@ impl TryError {
             TryError::Timeout { .. } => Some(FailureKind::TryTimeout),
             TryError::ClientBody => None,
         }
+    }
+}
+
+/// How the wait for a try (or a hedged race) ended.
+enum Waited<T> {
+    /// It finished.
+    Done(T),
+    /// No answer within the per-try timeout, and the retry budget granted a retry.
+    Abandoned,
+    /// No answer before the overall deadline.
+    Expired,
+}
+
+/// Two stages: at the per-try timeout the wait is abandoned only if the retry budget
+/// grants a retry; otherwise the try keeps its chance until the overall deadline.
+async fn wait_try<F: std::future::Future + Unpin>(
+    fut: &mut F,
+    try_timeout: Duration,
+    remaining: Duration,
+    fd: &Frontdoor,
+) -> Waited<F::Output> {
+    match tokio::time::timeout(try_timeout.min(remaining), &mut *fut).await {
+        Ok(r) => Waited::Done(r),
+        Err(_) if try_timeout < remaining && fd.budget.load().try_withdraw() => Waited::Abandoned,
+        Err(_) => match tokio::time::timeout(remaining.saturating_sub(try_timeout), fut).await {
+            Ok(r) => Waited::Done(r),
+            Err(_) => Waited::Expired,
+        },
     }
 }
 

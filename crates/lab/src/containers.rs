@@ -52,6 +52,21 @@ pub async fn docker(args: &[&str]) -> Result<String, ContainerError> {
 
 /// `docker ARGS` with `input` on stdin (e.g. `login --password-stdin`), bounded.
 pub async fn docker_stdin(args: &[&str], input: &str) -> Result<String, ContainerError> {
+    run_docker(args, Some(input), DOCKER_CALL).await
+}
+
+/// `docker ARGS` bounded by `within`; returns trimmed stdout.
+pub async fn docker_within(args: &[&str], within: Duration) -> Result<String, ContainerError> {
+    run_docker(args, None, within).await
+}
+
+/// The one way the lab runs the Docker CLI: optional stdin, the whole call (writing
+/// stdin included) bounded by `within`, stderr as the error, trimmed stdout.
+async fn run_docker(
+    args: &[&str],
+    input: Option<&str>,
+    within: Duration,
+) -> Result<String, ContainerError> {
     use tokio::io::AsyncWriteExt as _;
     let fail = |message: String| ContainerError::Docker {
         args: args.join(" "),
@@ -59,43 +74,23 @@ pub async fn docker_stdin(args: &[&str], input: &str) -> Result<String, Containe
     };
     let mut child = Command::new("docker")
         .args(args)
-        .stdin(Stdio::piped())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| fail(e.to_string()))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(input.as_bytes())
-            .await
-            .map_err(|e| fail(e.to_string()))?;
-    }
-    let out = tokio::time::timeout(DOCKER_CALL, child.wait_with_output())
-        .await
-        .map_err(|_| fail(format!("no answer within {DOCKER_CALL:?}")))?
-        .map_err(|e| fail(e.to_string()))?;
-    if !out.status.success() {
-        return Err(fail(
-            String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-/// `docker ARGS` bounded by `within`; returns trimmed stdout.
-pub async fn docker_within(args: &[&str], within: Duration) -> Result<String, ContainerError> {
-    let fail = |message: String| ContainerError::Docker {
-        args: args.join(" "),
-        message,
+    let work = async {
+        if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+            stdin.write_all(input.as_bytes()).await?;
+        }
+        child.wait_with_output().await
     };
-    let mut cmd = Command::new("docker");
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let out = tokio::time::timeout(within, cmd.output())
+    let out = tokio::time::timeout(within, work)
         .await
         .map_err(|_| fail(format!("no answer within {within:?}")))?
         .map_err(|e| fail(e.to_string()))?;

@@ -187,23 +187,11 @@ async fn control_call(
 }
 
 async fn fetch_status(addr: SocketAddr, token: &str) -> anyhow::Result<StatusReport> {
-    let (status, body) = geoha_lab::admin_client::call(
-        addr,
-        http::Method::GET,
-        "/v1/status",
-        Some(token),
-        None,
-        CONTROL_TIMEOUT,
-    )
-    .await
-    .context("the lab's control API did not answer (is `geoha up` still running?)")?;
+    let (status, answer) = control_call(addr, token, http::Method::GET, "/v1/status", None).await?;
     if !status.is_success() {
-        bail!(
-            "control API answered {status}: {}",
-            String::from_utf8_lossy(&body)
-        );
+        bail!("control API answered {status}: {answer}");
     }
-    serde_json::from_slice(&body).context("unexpected status document")
+    serde_json::from_value(answer).context("unexpected status document")
 }
 
 pub(crate) fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
@@ -401,16 +389,8 @@ pub(crate) fn down(args: DownArgs) -> anyhow::Result<ExitCode> {
     let (addr, token) = control_target(args.control, args.token)?;
     let rt = super::runtime()?;
     rt.block_on(async move {
-        let (status, _) = geoha_lab::admin_client::call(
-            addr,
-            http::Method::POST,
-            "/v1/shutdown",
-            Some(&token),
-            None,
-            CONTROL_TIMEOUT,
-        )
-        .await
-        .context("the lab's control API did not answer")?;
+        let (status, _) =
+            control_call(addr, &token, http::Method::POST, "/v1/shutdown", None).await?;
         if !status.is_success() {
             bail!("control API answered {status}");
         }
@@ -506,20 +486,13 @@ pub(crate) fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
         let mut shown = 0;
         loop {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            let (status, body) = geoha_lab::admin_client::call(
-                addr,
-                http::Method::GET,
-                "/v1/deploy",
-                Some(&token),
-                None,
-                CONTROL_TIMEOUT,
-            )
-            .await
-            .context("the lab's control API stopped answering during the rollout")?;
+            let (status, answer) =
+                control_call(addr, &token, http::Method::GET, "/v1/deploy", None).await?;
             if !status.is_success() {
                 bail!("control API answered {status}");
             }
-            let record: geoha_lab::rollout::RolloutRecord = serde_json::from_slice(&body)?;
+            let record: geoha_lab::rollout::RolloutRecord =
+                serde_json::from_value(answer).context("unexpected rollout record")?;
             for s in record.steps.iter().skip(shown) {
                 println!(
                     "{:>8.2}s  {:<18} {:<14} {}",
