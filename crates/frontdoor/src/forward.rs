@@ -288,41 +288,59 @@ async fn forward(
                 let race = async {
                     let mut first_err = None;
                     let mut copy_err = None;
+                    // A 5xx answer is held, not returned, while the other side may still
+                    // answer well: a fast failing origin must not win the race against a
+                    // slow healthy one. `true` marks the copy's answer.
+                    let mut held = None;
                     loop {
+                        let first_open = first_err.is_none() && !matches!(held, Some((false, _)));
+                        let copy_open = copy_err.is_none() && !matches!(held, Some((true, _)));
+                        if !first_open && !copy_open {
+                            break;
+                        }
                         tokio::select! {
-                            r = &mut attempt, if first_err.is_none() => match r {
-                                Ok(ok) => return (false, Ok(ok), copy_err),
+                            r = &mut attempt, if first_open => match r {
+                                Ok(ok) if copy_open && ok.0.status().is_server_error() => {
+                                    held = Some((false, ok));
+                                }
+                                Ok(ok) => return (false, Ok(ok), copy_err, held.is_some()),
                                 Err(e) => first_err = Some(e),
                             },
-                            r = &mut copy, if copy_err.is_none() => match r {
-                                Ok(ok) => return (true, Ok(ok), first_err),
+                            r = &mut copy, if copy_open => match r {
+                                Ok(ok) if first_open && ok.0.status().is_server_error() => {
+                                    held = Some((true, ok));
+                                }
+                                Ok(ok) => return (true, Ok(ok), first_err, held.is_some()),
                                 Err(e) => copy_err = Some(e),
                             },
                         }
-                        if let (Some(_), Some(_)) = (&first_err, &copy_err) {
-                            let first = first_err
-                                .take()
-                                .map_or_else(|| Err(TryError::ClientBody), Err);
-                            return (false, first, copy_err);
+                    }
+                    // Neither side answered well: a held 5xx beats an error.
+                    match held {
+                        Some((true, ok)) => (true, Ok(ok), first_err, false),
+                        Some((false, ok)) => (false, Ok(ok), copy_err, false),
+                        None => {
+                            let first = first_err.map_or_else(|| Err(TryError::ClientBody), Err);
+                            (false, first, copy_err, false)
                         }
                     }
                 };
                 tokio::pin!(race);
                 // Both hanging (two frozen origins) is bounded like one try.
-                let (copy_won, result, other_err, granted) =
+                let (copy_won, result, other_err, loser_5xx, granted) =
                     match wait_try(&mut race, try_timeout, remaining, fd).await {
-                        Waited::Done((copy_won, result, other_err)) => {
-                            (copy_won, result, other_err, false)
+                        Waited::Done((copy_won, result, other_err, loser_5xx)) => {
+                            (copy_won, result, other_err, loser_5xx, false)
                         }
                         Waited::Abandoned => {
                             group.record_failure(second, FailureKind::TryTimeout, Instant::now());
                             failed.push(second);
                             let err = timed_out(&sent, rt.address, try_timeout);
-                            (false, Err(err), None, true)
+                            (false, Err(err), None, false, true)
                         }
                         Waited::Expired => {
                             let err = timed_out(&sent, rt.address, remaining);
-                            (false, Err(err), None, false)
+                            (false, Err(err), None, false, false)
                         }
                     };
                 if let Some(err) = other_err {
@@ -332,6 +350,11 @@ async fn forward(
                         group.record_failure(failed_side, kind, Instant::now());
                         failed.push(failed_side);
                     }
+                } else if loser_5xx {
+                    // The side that answered 5xx and lost to a good answer.
+                    let loser = if copy_won { index } else { second };
+                    group.record_failure(loser, FailureKind::Status5xx, Instant::now());
+                    failed.push(loser);
                 } else if result.is_ok() && copy_won {
                     // The first try never answered before the copy: a latency outlier.
                     group.record_failure(index, FailureKind::HedgeLost, Instant::now());

@@ -374,3 +374,26 @@ async fn a_hedged_get_between_two_frozen_origins_moves_on_to_a_third_at_the_try_
     a.kill();
     b.kill();
 }
+
+#[tokio::test]
+async fn a_fast_5xx_from_the_hedge_copy_does_not_beat_a_slow_good_answer() {
+    let a = Origin::start("a").await;
+    let b = Origin::start("b").await;
+    let mut cfg = config(&[("a", a.addr), ("b", b.addr)]);
+    let g = &mut cfg.origin_groups[0];
+    // a is always the first try (priority 1), b takes every hedge copy.
+    g.origins[1].priority = geoha_frontdoor::Priority::new(2).unwrap();
+    g.hedge = TryTimeoutConfig::fixed(Duration::from_millis(10));
+    g.passive.enabled = false;
+    let fd = Fd::start(cfg).await;
+    // a is slow but right; b fails fast (its probes stay healthy).
+    a.set_mode(Mode::Slow(100));
+    b.set_mode(Mode::Status(500));
+    for _ in 0..10 {
+        let ans = fd.get("/").await;
+        assert_eq!(ans.status, 200, "{}", ans.text());
+        assert_eq!(ans.text(), "a");
+    }
+    // The copies went out and lost to the slower good answer.
+    assert!(b.state.requests.load(std::sync::atomic::Ordering::Relaxed) >= 5);
+}
