@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod public_ip;
 pub mod routes;
+mod swagger_assets;
 
 use std::future::Future;
 use std::sync::Arc;

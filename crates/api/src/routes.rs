@@ -9,9 +9,11 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+
+use crate::swagger_assets;
 use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
@@ -101,16 +103,20 @@ pub fn router(shared: Shared) -> Router {
         let body = openapi.clone();
         async move { ([(header::CONTENT_TYPE, "application/json")], body) }
     };
-    let docs = swagger_ui_dist::generate_routes(swagger_ui_dist::ApiDefinition {
-        uri_prefix: DOCS_PREFIX,
-        api_definition: swagger_ui_dist::OpenApiSource::Uri("/openapi.json"),
-        title: Some("geoha API"),
-    });
-
     Router::new()
         .route("/default/", get(default_slash))
         .route("/default", get(default_bare))
         .route("/", get(swagger_page))
+        .route(DOCS_PREFIX, get(swagger_page))
+        .route("/docs/", get(swagger_page))
+        .route(
+            "/docs/swagger-ui-bundle.js",
+            get(|h: HeaderMap| async move { swagger_assets::BUNDLE_JS.respond(&h) }),
+        )
+        .route(
+            "/docs/swagger-ui.css",
+            get(|h: HeaderMap| async move { swagger_assets::STYLESHEET.respond(&h) }),
+        )
         .route("/openapi.json", get(openapi_handler.clone()))
         .route("/swagger.json", get(openapi_handler))
         .route("/livez", get(livez))
@@ -118,7 +124,6 @@ pub fn router(shared: Shared) -> Router {
         .route("/startupz", get(startupz))
         .route("/metrics", get(metrics))
         .with_state(shared.clone())
-        .merge(docs)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(shared, observe))
 }
@@ -199,8 +204,7 @@ pub(crate) async fn default_bare(State(shared): State<Shared>) -> Response {
 }
 
 async fn swagger_page() -> impl IntoResponse {
-    // swagger-ui-dist builds asset URLs from the request path, which breaks at `/`
-    // (`//swagger-ui.css`), so the page at `/` points at the assets under /docs itself.
+    // The same page at `/` and `/docs`: absolute asset URLs work from both.
     let page = format!(
         r#"<!DOCTYPE html>
 <html lang="en">

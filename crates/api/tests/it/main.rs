@@ -17,6 +17,15 @@ struct Reply {
 }
 
 async fn request(addr: std::net::SocketAddr, method: &str, path: &str) -> Reply {
+    request_with(addr, method, path, &[]).await
+}
+
+async fn request_with(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Reply {
     let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
@@ -25,7 +34,10 @@ async fn request(addr: std::net::SocketAddr, method: &str, path: &str) -> Reply 
     let req = http::Request::builder()
         .method(method)
         .uri(path)
-        .header("host", "test")
+        .header("host", "test");
+    let req = headers
+        .iter()
+        .fold(req, |r, (k, v)| r.header(*k, *v))
         .body(Empty::<Bytes>::new())
         .unwrap();
     let resp = tokio::time::timeout(Duration::from_secs(10), sender.send_request(req))
@@ -114,7 +126,30 @@ async fn root_serves_swagger_ui_and_answers_head_for_probes() {
     assert_eq!(css.status, 200);
     let js = request(svc.addr, "GET", "/docs/swagger-ui-bundle.js").await;
     assert_eq!(js.status, 200);
-    assert!(js.body.len() > 100_000);
+    assert!(js.body.len() > 1_000_000);
+    assert!(js.headers.get("content-encoding").is_none());
+    assert!(String::from_utf8_lossy(&js.body).contains("SwaggerUIBundle"));
+    // Browsers take the embedded gzip bytes as they are.
+    let gz = request_with(
+        svc.addr,
+        "GET",
+        "/docs/swagger-ui-bundle.js",
+        &[("accept-encoding", "gzip, deflate, br")],
+    )
+    .await;
+    assert_eq!(gz.status, 200);
+    assert_eq!(gz.headers["content-encoding"], "gzip");
+    assert_eq!(gz.headers["vary"], "accept-encoding");
+    assert_eq!(&gz.body[..2], &[0x1f, 0x8b]);
+    assert!(gz.body.len() < js.body.len() / 2);
+    assert!(gz.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/javascript"));
+    // The page is also at /docs.
+    let docs = request(svc.addr, "GET", "/docs").await;
+    assert_eq!(docs.status, 200);
+    assert!(String::from_utf8_lossy(&docs.body).contains("/docs/swagger-ui-bundle.js"));
 }
 
 #[tokio::test]
