@@ -288,6 +288,14 @@ impl Lab {
             }
             for region in plan.regions.clone() {
                 let net = containers::create_network(&plan.environment, &region.name).await?;
+                // The registry this region pulls from: its own while it serves the image.
+                let source = match &pinned {
+                    Some((regs, digest)) => regs
+                        .source_for(&region.name, &plan.image_name, digest)
+                        .await
+                        .map(|reg| reg.addr),
+                    None => None,
+                };
                 let mut per_zone: BTreeMap<String, usize> = BTreeMap::new();
                 for (i, r) in plan.replicas.iter_mut().enumerate() {
                     if r.region != region.name {
@@ -297,12 +305,11 @@ impl Lab {
                     let n = per_zone.entry(r.zone.clone()).or_default();
                     let ip = net.replica_ip(z, *n)?;
                     *n += 1;
-                    let image = match &pinned {
-                        Some((regs, digest)) => match regs.for_region(&r.region) {
-                            Some(reg) => format!("{}/{}@{digest}", reg.addr, plan.image_name),
-                            None => image.clone(),
-                        },
-                        None => image.clone(),
+                    let image = match (&pinned, &source) {
+                        (Some((_, digest)), Some(reg)) => {
+                            format!("{reg}/{}@{digest}", plan.image_name)
+                        }
+                        _ => image.clone(),
                     };
                     let launch = containers::ContainerLaunch {
                         docker_config: pinned.as_ref().map(|(regs, _)| regs.docker_config.clone()),
@@ -430,6 +437,11 @@ impl LabHandle {
         self.frontdoor_addr
     }
 
+    /// The state directory (`lab.json`, the registries' data and push credential).
+    pub fn state_dir(&self) -> &std::path::Path {
+        &self.state_dir
+    }
+
     /// The plan with concrete addresses.
     pub fn plan(&self) -> &LabPlan {
         &self.inner.plan
@@ -524,8 +536,13 @@ impl LabInner {
                 .ok_or("this lab runs no registry replicas")?;
             match fault {
                 Fault::Kill { .. } => regs.kill(region)?,
+                Fault::Partition(mode) => regs.partition(region, mode)?,
                 Fault::Heal => regs.heal(region).await?,
-                _ => return Err(format!("{target}: only kill and heal apply to a registry")),
+                _ => {
+                    return Err(format!(
+                        "{target}: only kill, partition and heal apply to a registry"
+                    ))
+                }
             }
             tracing::info!(action = ?req.action, target = %target, "fault applied");
             return Ok(vec![format!("registry:{region}")]);
@@ -691,6 +708,7 @@ impl LabInner {
                     region: r.region.clone(),
                     url: format!("http://{}", r.addr),
                     up: r.is_up(),
+                    faults: r.faults(),
                 })
                 .collect(),
         }

@@ -2,10 +2,16 @@
 //! each on its region's address block (`127.<region>.0.1`), peered in a full mesh
 //! (replication needs it), anonymous pull, push with a credential the lab generates.
 //!
-//! In container mode the lab pushes the image **once**, to the first region's replica,
-//! waits until every replica serves it, and starts each replica container from
-//! `<its region's registry>/<image>@<digest>`, so every region pulls from its own
-//! replica (a region without a replica pulls from the first one).
+//! Replication between two replicas goes through a [`crate::link`] proxy per direction,
+//! so `geoha fault partition registry:REGION` can cut a replica off from its peers
+//! (replication and read-through stop both ways; it still serves its own region) and
+//! `heal` lets anti-entropy converge again.
+//!
+//! In container mode the lab pushes the image **once**, to the first region's replica
+//! that is up and not partitioned, waits until every such replica serves it, and starts
+//! each replica container from `<its region's registry>/<image>@<digest>`, so every
+//! region pulls from its own replica. A region whose replica is down, or does not serve
+//! the digest (cut off by a partition), pulls from another replica that does.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -13,13 +19,30 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::containers::ContainerError;
+use crate::link::{LinkFaults, LinkStats, PartitionMode};
 
 /// User name of the lab's push credential.
 pub const PUSH_USER: &str = "geoha";
+
+/// File (in the lab's registry directory) holding [`PUSH_USER`]'s password, mode 0600.
+pub const PUSH_PASSWORD_FILE: &str = "push-password";
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())
+}
 
 /// A registry replica of the lab.
 #[derive(Debug, Clone)]
@@ -34,6 +57,8 @@ pub struct LabRegistry {
     up: Arc<std::sync::atomic::AtomicBool>,
     /// Stops the current run.
     stop: Arc<std::sync::Mutex<CancellationToken>>,
+    /// Cut off from its peers (`partition registry:REGION`) until `heal`.
+    partition: Arc<std::sync::Mutex<Option<PartitionMode>>>,
 }
 
 impl LabRegistry {
@@ -41,6 +66,54 @@ impl LabRegistry {
     pub fn is_up(&self) -> bool {
         self.up.load(std::sync::atomic::Ordering::Relaxed)
     }
+
+    /// The partition cutting it off from its peers, if any.
+    pub fn partition(&self) -> Option<PartitionMode> {
+        self.partition.lock().map(|p| *p).unwrap_or(None)
+    }
+
+    /// Up and not cut off: what it acknowledges replicates.
+    fn connected(&self) -> bool {
+        self.is_up() && self.partition().is_none()
+    }
+
+    /// Faults for `geoha status` (`killed`, `partition (blackhole)`).
+    pub fn faults(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.is_up() {
+            out.push("killed".to_string());
+        }
+        match self.partition() {
+            Some(PartitionMode::Blackhole) => out.push("partition (blackhole)".into()),
+            Some(PartitionMode::Refuse) => out.push("partition (refuse)".into()),
+            None => {}
+        }
+        out
+    }
+
+    /// Whether it serves manifest `name@digest` now (a bounded HEAD: a cut-off replica
+    /// may stall on a read-through to its peers).
+    async fn serves(&self, name: &str, digest: &str) -> bool {
+        self.is_up()
+            && crate::admin_client::call(
+                self.addr,
+                http::Method::HEAD,
+                &format!("/v2/{name}/manifests/{digest}"),
+                None,
+                None,
+                Duration::from_secs(2),
+            )
+            .await
+            .is_ok_and(|(s, _)| s.is_success())
+    }
+}
+
+/// The replication path from one replica to another (requests `from` sends to `to`).
+#[derive(Debug)]
+struct PeerLink {
+    from: String,
+    to: String,
+    faults: watch::Sender<LinkFaults>,
 }
 
 /// The lab's registries and the push credential.
@@ -52,6 +125,8 @@ pub struct LabRegistries {
     pub password: String,
     /// Docker client config directory used for `docker login` (kept out of the user's).
     pub docker_config: PathBuf,
+    /// One per ordered pair of replicas.
+    links: Arc<Vec<PeerLink>>,
     tasks: TaskTracker,
     parent: CancellationToken,
 }
@@ -95,6 +170,10 @@ pub async fn start(
     let htpasswd = dir.join("htpasswd");
     std::fs::write(&htpasswd, format!("{PUSH_USER}:{hash}\n"))
         .map_err(|e| format!("{}: {e}", htpasswd.display()))?;
+    // The push credential, for developers pushing to the lab's registries (owner-only).
+    let secret_file = dir.join(PUSH_PASSWORD_FILE);
+    write_private(&secret_file, &password)
+        .map_err(|e| format!("{}: {e}", secret_file.display()))?;
 
     let mut listeners = Vec::new();
     for (r, name) in regions {
@@ -105,8 +184,32 @@ pub async fn start(
         let addr = l.local_addr().map_err(|e| e.to_string())?;
         listeners.push((name.clone(), addr, l));
     }
-    let addrs: Vec<(String, SocketAddr)> =
-        listeners.iter().map(|(n, a, _)| (n.clone(), *a)).collect();
+    // The replication links: one proxy per direction, on the sender's address block.
+    let mut links = Vec::new();
+    let mut link_addrs: Vec<(String, String, SocketAddr)> = Vec::new();
+    for ((from_index, from), _) in regions.iter().zip(&listeners) {
+        for (to, to_addr, _) in listeners.iter().filter(|(n, _, _)| n != from) {
+            let bind = SocketAddr::from((registry_ip(*from_index), 0));
+            let l = TcpListener::bind(bind)
+                .await
+                .map_err(|e| format!("registry link {from} -> {to} on {bind}: {e}"))?;
+            let addr = l.local_addr().map_err(|e| e.to_string())?;
+            let (faults, rx) = watch::channel(LinkFaults::default());
+            tasks.spawn(crate::link::run_link(
+                l,
+                *to_addr,
+                rx,
+                Arc::new(LinkStats::default()),
+                stop.clone(),
+            ));
+            link_addrs.push((from.clone(), to.clone(), addr));
+            links.push(PeerLink {
+                from: from.clone(),
+                to: to.clone(),
+                faults,
+            });
+        }
+    }
     let mut replicas = Vec::new();
     for (name, addr, listener) in listeners {
         let mut cfg = geoha_registry::Config::new(name.clone(), dir.join(&name));
@@ -114,10 +217,10 @@ pub async fn start(
         cfg.anonymous_pull = true;
         cfg.htpasswd = Some(htpasswd.clone());
         cfg.replication.secret = Some(secret.clone());
-        for (peer, peer_addr) in addrs.iter().filter(|(p, _)| *p != name) {
+        for (_, peer, link) in link_addrs.iter().filter(|(from, _, _)| *from == name) {
             cfg.peers.push(geoha_registry::Peer {
                 id: peer.clone(),
-                url: geoha_registry::HttpUrl::try_from(format!("http://{peer_addr}"))
+                url: geoha_registry::HttpUrl::try_from(format!("http://{link}"))
                     .map_err(|e| e.to_string())?,
             });
         }
@@ -128,6 +231,7 @@ pub async fn start(
             cfg: Arc::new(cfg),
             up: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             stop: Arc::new(std::sync::Mutex::new(token.clone())),
+            partition: Arc::new(std::sync::Mutex::new(None)),
         };
         spawn_replica(tasks, &reg, listener, token);
         tracing::info!(region = %name, "registry replica started on {addr}");
@@ -137,19 +241,34 @@ pub async fn start(
         replicas,
         password,
         docker_config: dir.join("docker"),
+        links: Arc::new(links),
         tasks: tasks.clone(),
         parent: stop,
     })
 }
 
 impl LabRegistries {
-    /// The replica `region` pulls from: its own while it serves, else the first one
-    /// that does (a region's registry outage does not stop its replicas from starting).
-    pub fn for_region(&self, region: &str) -> Option<&LabRegistry> {
-        self.replicas
+    /// The replica `region` pulls `name@digest` from: its own while it serves the
+    /// digest, else the first one that does (a region's registry outage or partition
+    /// does not stop its replicas from starting). `None` when no replica serves it.
+    pub async fn source_for(&self, region: &str, name: &str, digest: &str) -> Option<&LabRegistry> {
+        let own = self.replicas.iter().find(|r| r.region == region);
+        if let Some(own) = own {
+            if own.serves(name, digest).await {
+                return Some(own);
+            }
+        }
+        for r in self
+            .replicas
             .iter()
-            .find(|r| r.region == region && r.is_up())
-            .or_else(|| self.replicas.iter().find(|r| r.is_up()))
+            .filter(|r| Some(r.region.as_str()) != own.map(|o| o.region.as_str()))
+        {
+            if r.serves(name, digest).await {
+                tracing::warn!(region, from = %r.region, "the region's registry replica does not serve {digest}: pulling from another");
+                return Some(r);
+            }
+        }
+        None
     }
 
     /// `kill registry:REGION`: the replica stops serving (connections refused).
@@ -163,9 +282,41 @@ impl LabRegistries {
         Ok(())
     }
 
-    /// `heal registry:REGION`: serves again from the same storage and address.
+    /// `partition registry:REGION`: cuts the replica off from its peers, both ways
+    /// (replication and read-through); it keeps serving its own region.
+    pub fn partition(&self, region: &str, mode: PartitionMode) -> Result<(), String> {
+        let reg = self.named(region)?;
+        if let Ok(mut p) = reg.partition.lock() {
+            *p = Some(mode);
+        }
+        self.apply_partitions();
+        tracing::warn!(region, ?mode, "registry replica partitioned from its peers");
+        Ok(())
+    }
+
+    /// Sets every replication link from the replicas' partitions: a link is cut while
+    /// either end is partitioned (with the mode of the sender's partition, if any).
+    fn apply_partitions(&self) {
+        let mode_of = |region: &str| {
+            self.replicas
+                .iter()
+                .find(|r| r.region == region)
+                .and_then(LabRegistry::partition)
+        };
+        for link in self.links.iter() {
+            let cut = mode_of(&link.from).or_else(|| mode_of(&link.to));
+            link.faults.send_modify(|f| f.partition = cut);
+        }
+    }
+
+    /// `heal registry:REGION`: ends its partition, and a killed replica serves again
+    /// from the same storage and address.
     pub async fn heal(&self, region: &str) -> Result<(), String> {
         let reg = self.named(region)?;
+        if let Ok(mut p) = reg.partition.lock() {
+            *p = None;
+        }
+        self.apply_partitions();
         if reg.is_up() {
             return Ok(());
         }
@@ -205,8 +356,9 @@ impl LabRegistries {
             })
     }
 
-    /// Pushes `image` once, to the first replica, as `name:tag`; returns its digest
-    /// once every replica serves the manifest.
+    /// Pushes `image` once, as `name:tag`, to the first replica that is up and not
+    /// partitioned (else the first one up); returns its digest once every such replica
+    /// serves the manifest.
     pub async fn push_once(
         &self,
         image: &str,
@@ -216,7 +368,8 @@ impl LabRegistries {
         let first = self
             .replicas
             .iter()
-            .find(|r| r.is_up())
+            .find(|r| r.connected())
+            .or_else(|| self.replicas.iter().find(|r| r.is_up()))
             .ok_or_else(|| ContainerError::Image("no registry replica is serving".into()))?;
         let target = format!("{}/{name}:{tag}", first.addr);
         crate::containers::docker(&["tag", image, &target]).await?;
@@ -253,25 +406,15 @@ impl LabRegistries {
                 message: format!("no digest in the output: {out}"),
             })?
             .to_string();
-        // Every serving replica has it before any container starts (a killed one catches
-        // up from its durable log when healed).
-        let path = format!("/v2/{name}/manifests/{digest}");
-        for r in self.replicas.iter().filter(|r| r.is_up()) {
+        // Every connected replica has it before any container starts (a killed or cut-off
+        // one catches up by anti-entropy when healed).
+        for r in self
+            .replicas
+            .iter()
+            .filter(|r| r.connected() || r.addr == first.addr)
+        {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-            loop {
-                let ok = crate::admin_client::call(
-                    r.addr,
-                    http::Method::HEAD,
-                    &path,
-                    None,
-                    None,
-                    Duration::from_secs(2),
-                )
-                .await
-                .is_ok_and(|(s, _)| s.is_success());
-                if ok {
-                    break;
-                }
+            while !r.serves(name, &digest).await {
                 if tokio::time::Instant::now() > deadline {
                     return Err(ContainerError::Image(format!(
                         "registry of {} does not serve {digest} after 30 s",

@@ -94,6 +94,9 @@ pub struct RegistryReport {
     /// Serving (false after `geoha fault kill registry:REGION` until `heal`).
     #[serde(default = "serving")]
     pub up: bool,
+    /// Faults applied to it (`killed`, `partition (blackhole)`).
+    #[serde(default)]
+    pub faults: Vec<String>,
 }
 
 fn serving() -> bool {

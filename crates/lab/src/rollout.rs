@@ -244,15 +244,42 @@ async fn run(lab: Arc<LabInner>, mut req: DeployRequest, log: RolloutLog) {
             "region",
             format!("{} ({} replicas)", region.name, indices.len()),
         );
+        // The registry this region pulls from: its own while it serves the digest.
+        let source = match (&pinned, &lab.registries) {
+            (Some(digest), Some(regs)) => regs
+                .source_for(&region.name, &lab.plan.image_name, digest)
+                .await
+                .map(|reg| (reg.addr, reg.region.clone())),
+            _ => None,
+        };
+        match (&pinned, &source) {
+            (Some(digest), Some((addr, from))) => {
+                log.step(
+                    "",
+                    "pull",
+                    format!("{digest} from the registry of {from} ({addr})"),
+                );
+            }
+            (Some(digest), None) => {
+                // Regions done so far keep the new version: the next deploy finishes it.
+                log.finish(
+                    RolloutState::Failed,
+                    Some(format!(
+                        "{}: no registry replica serves {digest}",
+                        region.name
+                    )),
+                );
+                return;
+            }
+            _ => {}
+        }
         let mut done: Vec<usize> = Vec::new();
         for &i in &indices {
             let mut next = new_launch(&previous[i], &req);
-            if let (Some(digest), Some(regs), Some(c)) =
-                (&pinned, &lab.registries, next.container.as_mut())
+            if let (Some(digest), Some((addr, _)), Some(c)) =
+                (&pinned, &source, next.container.as_mut())
             {
-                if let Some(reg) = regs.for_region(&region.name) {
-                    c.image = format!("{}/{}@{digest}", reg.addr, lab.plan.image_name);
-                }
+                c.image = format!("{addr}/{}@{digest}", lab.plan.image_name);
             }
             done.push(i);
             if let Err(reason) = replace_one(&lab, i, next, &req, &log, true).await {

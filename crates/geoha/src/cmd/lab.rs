@@ -99,6 +99,17 @@ pub(crate) fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             lab.frontdoor_addr(),
             report.regions.first().map(|r| r.name.as_str()).unwrap_or("NAME"),
         );
+        if let Some(reg) = report.registries.first() {
+            println!(
+                "push:  docker login {} -u {} --password-stdin < {}",
+                reg.url.trim_start_matches("http://"),
+                geoha_lab::registries::PUSH_USER,
+                lab.state_dir()
+                    .join("registry")
+                    .join(geoha_lab::registries::PUSH_PASSWORD_FILE)
+                    .display()
+            );
+        }
         tracing::info!(control = %lab.control_url(), "lab running");
         tokio::select! {
             () = stop_signal => {}
@@ -277,13 +288,26 @@ fn print_table(report: &StatusReport) {
             r.faults.join(", ")
         );
     }
+    if !report.registries.is_empty() {
+        println!();
+        println!("{:<12} {:<26} {:<8}  FAULTS", "REGISTRY", "URL", "STATE");
+        for r in &report.registries {
+            println!(
+                "{:<12} {:<26} {:<8}  {}",
+                r.region,
+                r.url,
+                if r.up { "serving" } else { "down" },
+                r.faults.join(", ")
+            );
+        }
+    }
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct FaultArgs {
     /// kill | freeze | thaw | slow | loss | partition | error-rate | heal
     action: String,
-    /// replica:NAME | zone:REGION-ZONE | region:NAME
+    /// replica:NAME | zone:REGION-ZONE | region:NAME | registry:REGION
     target: String,
     /// The share for `error-rate` and `loss` (0..1), e.g. `geoha fault error-rate region:x 0.3`.
     value: Option<f64>,

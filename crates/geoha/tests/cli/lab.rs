@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::support::{geoha, http, Running};
+use crate::support::{basic_auth, geoha, http, http_with, Running};
 
 struct TestLab {
     up: Running,
@@ -573,6 +573,93 @@ fn a_registry_replica_can_be_killed_and_healed() {
     let (code, _, err) = lab.cli(&["fault", "freeze", "registry:west"]);
     assert_eq!(code, 64, "{err}");
     let (code, _, err) = lab.cli(&["fault", "kill", "registry:atlantis"]);
+    assert_eq!(code, 64, "{err}");
+}
+
+fn registry_addr(status: &serde_json::Value, region: &str) -> SocketAddr {
+    status["registries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["region"] == region)
+        .unwrap_or_else(|| panic!("no registry of {region} in {status:#}"))["url"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_partitioned_registry_replica_misses_pushes_until_healed() {
+    let (lab, _topo) = small_lab();
+    let status = lab.status();
+    let (east, west) = (
+        registry_addr(&status, "east"),
+        registry_addr(&status, "west"),
+    );
+    // The lab hands developers its push credential, owner-only.
+    let secret = lab.dir.path().join("registry").join("push-password");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&secret).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let auth = basic_auth("geoha", std::fs::read_to_string(&secret).unwrap().trim());
+
+    // `refuse`: west's read-through to east fails at once instead of stalling.
+    lab.fault(&["partition", "registry:west", "--mode", "refuse"]);
+    let s = lab.status();
+    let west_status = s["registries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["region"] == "west")
+        .unwrap()
+        .clone();
+    assert_eq!(west_status["up"], true, "{s:#}");
+    assert_eq!(west_status["faults"][0], "partition (refuse)", "{s:#}");
+
+    let body = b"geoha partition test";
+    let digest = "sha256:a7f0e8aeb633669f4c66ca778f89c455216d0a6696701f59f29b99b14a3b09ed";
+    let (code, text) = http_with(
+        east,
+        "POST",
+        &format!("/v2/lab/partition/blobs/uploads/?digest={digest}"),
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/octet-stream"),
+        ],
+        body,
+    )
+    .unwrap();
+    assert_eq!(code, 201, "{text}");
+    let blob = format!("/v2/lab/partition/blobs/{digest}");
+    assert_eq!(http(east, "HEAD", &blob).unwrap().0, 200);
+    // Cut off: neither replication nor read-through reaches west (it still serves).
+    std::thread::sleep(Duration::from_millis(1500));
+    let (code, text) = http(west, "HEAD", &blob).unwrap();
+    assert_eq!(code, 404, "a partitioned replica got the blob: {text}");
+    let (code, text) = http(west, "GET", "/v2/").unwrap();
+    assert!(code == 200 || code == 401, "west stopped serving: {text}");
+
+    lab.fault(&["heal", "registry:west"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http(west, "HEAD", &blob).map(|r| r.0).unwrap_or(0) != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the healed replica never got the blob"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let s = lab.status();
+    assert!(
+        s["registries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["faults"].as_array().unwrap().is_empty()),
+        "{s:#}"
+    );
+    let (code, _, err) = lab.cli(&["fault", "slow", "registry:west", "--latency", "1s"]);
     assert_eq!(code, 64, "{err}");
 }
 
