@@ -106,6 +106,29 @@ for r in s["replicas"]:
 "$bin" status --json | python3 -c '
 import json, sys
 assert all(r["up"] for r in json.load(sys.stdin)["registries"])'
+echo "geoha deploy while west's registry replica is partitioned from east: west pulls from east"
+# A new digest (a label on top of the same image), so west's replica cannot have it.
+printf 'FROM %s\nLABEL geoha.smoke=partition\n' "$image" | docker build -q -t "$image-v3" - >/dev/null
+"$bin" fault partition registry:west
+"$bin" status --once | grep -q "partition (blackhole)"
+"$bin" deploy --version 3.0.0 --image "$image-v3" --bake 500ms
+"$bin" status --json | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+regs = {r["region"]: r["url"].removeprefix("http://") for r in s["registries"]}
+for r in s["replicas"]:
+    assert r["version"] == "3.0.0", (r["name"], r["version"])
+    want = regs["east"]
+    assert r["image"].startswith(want + "/"), (r["name"], r["image"])'
+"$bin" fault heal registry:west
+# Healed: anti-entropy brings the new digest to west.
+digest=$("$bin" status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["replicas"][0]["image"].split("@")[1])')
+west=$("$bin" status --json | python3 -c 'import json,sys; print([r["url"] for r in json.load(sys.stdin)["registries"] if r["region"]=="west"][0])')
+for i in $(seq 1 100); do
+  [ "$(curl -s -o /dev/null -w '%{http_code}' -I "$west/v2/geoha-api/manifests/$digest")" = 200 ] && break
+  [ "$i" = 100 ] && { echo "west never got $digest after heal"; exit 1; }
+  sleep 0.2
+done
 echo "down removes everything"
 "$bin" down
 wait "$up_pid" || true
@@ -122,4 +145,5 @@ all_ok 5
 "$bin" down
 wait "$up_pid" || true
 up_pid=
+docker rmi "$image-v3" >/dev/null 2>&1 || true
 echo "containers smoke: ok"

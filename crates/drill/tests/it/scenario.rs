@@ -255,3 +255,24 @@ async fn the_lab_is_checked_before_any_load() {
     assert_eq!(target.get(&target.counts.requests), 0, "no load was sent");
     assert!(lab.recorded().is_empty(), "no fault was sent");
 }
+
+#[test]
+fn every_scenario_file_under_bench_parses() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/scenarios");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let s = geoha_drill::Scenario::from_toml(&text, &path.display().to_string())
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert_eq!(
+                s.name,
+                path.file_stem().unwrap().to_str().unwrap(),
+                "a scenario file is named after its scenario"
+            );
+            seen += 1;
+        }
+    }
+    assert!(seen >= 6, "{seen} scenario files in {}", dir.display());
+}

@@ -54,7 +54,13 @@ pub(crate) struct ApiArgs {
     access_log: bool,
     /// Chaos: answer this share (0..1) of /default/ requests with 500 while probes stay
     /// healthy (a "bad version" for drills and rollout tests).
-    #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
+    /// (`GEOHA_INJECT_ERRORS` in the environment: an image with it set is a bad version.)
+    #[arg(
+        long,
+        env = "GEOHA_INJECT_ERRORS",
+        default_value_t = 0.0,
+        value_name = "SHARE"
+    )]
     inject_errors: f64,
 }
 
