@@ -92,6 +92,9 @@ pub struct OriginReport {
     pub requests_total: u64,
     /// Failed tries.
     pub failures_total: u64,
+    /// Failed tries by kind (the `kind` label of `geoha_frontdoor_origin_failures_total`).
+    #[serde(default)]
+    pub failures_by_kind: std::collections::BTreeMap<String, u64>,
     /// Share of the group's tries over the last 10 s (0..1).
     pub share: f64,
     /// Tries in flight.
@@ -328,6 +331,10 @@ fn origins_report(fd: &Frontdoor) -> OriginsReport {
                         ramp: st.ramp,
                         requests_total: o.rt.stats.requests.load(Ordering::Relaxed),
                         failures_total: o.rt.stats.failures_total(),
+                        failures_by_kind: crate::metrics::FailureKind::ALL
+                            .iter()
+                            .map(|&k| (k.label().to_string(), o.rt.stats.failures(k)))
+                            .collect(),
                         share: if total == 0 {
                             0.0
                         } else {

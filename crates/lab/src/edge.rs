@@ -35,6 +35,9 @@ pub struct OriginView {
     /// Tries that failed (any kind).
     #[serde(default)]
     pub failures_total: u64,
+    /// Failed tries by kind (`hedge_lost`, `status_5xx`, ...).
+    #[serde(default)]
+    pub failures_by_kind: std::collections::BTreeMap<String, u64>,
 }
 
 impl OriginView {

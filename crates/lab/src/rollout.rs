@@ -333,6 +333,14 @@ fn new_launch(current: &Launch, req: &DeployRequest) -> Launch {
 }
 
 /// Origin view by name from the front door; `None` when it does not answer.
+/// The failed tries a bake judges: every kind but `hedge_lost`. A lost hedge means
+/// another origin answered first (a latency signal, and a cold new replica loses a few
+/// on a busy machine); counting it rolled back good versions. Timeouts still count.
+fn judged_failures(o: &OriginView) -> u64 {
+    o.failures_total
+        .saturating_sub(o.failures_by_kind.get("hedge_lost").copied().unwrap_or(0))
+}
+
 async fn origin(lab: &LabInner, name: &str) -> Option<OriginView> {
     lab.edge.origins().await?.remove(name)
 }
@@ -443,7 +451,7 @@ async fn replace_one(
     tokio::time::sleep(Duration::from_millis(req.bake_ms)).await;
     let after = origin(lab, name).await.unwrap_or_default();
     let tries = after.requests_total.saturating_sub(before.requests_total);
-    let failed = after.failures_total.saturating_sub(before.failures_total);
+    let failed = judged_failures(&after).saturating_sub(judged_failures(&before));
     let rate = if tries == 0 {
         0.0
     } else {
@@ -469,6 +477,20 @@ async fn replace_one(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bake_does_not_count_lost_hedges_as_errors() {
+        let mut o = OriginView {
+            failures_total: 7,
+            ..OriginView::default()
+        };
+        o.failures_by_kind.insert("hedge_lost".into(), 5);
+        o.failures_by_kind.insert("status_5xx".into(), 2);
+        assert_eq!(judged_failures(&o), 2);
+        // An older front door without the breakdown: every failure counts.
+        o.failures_by_kind.clear();
+        assert_eq!(judged_failures(&o), 7);
+    }
 
     fn req() -> DeployRequest {
         serde_json::from_str(r#"{"version":"2.0.0"}"#).unwrap()

@@ -77,6 +77,7 @@ async fn origins_report_has_the_documented_fields() {
         "probe_latency_ms",
         "requests_total",
         "failures_total",
+        "failures_by_kind",
         "share",
         "in_flight",
     ] {
@@ -213,6 +214,13 @@ async fn five_hundreds_eject_an_origin() {
     let report = fd.origin("b").await;
     assert!(report.ejected, "{report:?}");
     assert!(report.ejected_until_ms.is_some());
+    // The admin API breaks failures down by kind, as the metric does.
+    assert_eq!(report.failures_by_kind["status_5xx"], 3, "{report:?}");
+    assert_eq!(report.failures_by_kind["hedge_lost"], 0, "{report:?}");
+    assert_eq!(
+        report.failures_by_kind.values().sum::<u64>(),
+        report.failures_total
+    );
     let m = request(fd.admin, "GET", "/metrics", &[], Bytes::new())
         .await
         .unwrap();
