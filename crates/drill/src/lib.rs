@@ -297,7 +297,10 @@ async fn check_lab(scenario: &Scenario, control: &LabEndpoint) -> Result<(), Dri
         .chain(&scenario.cleanup);
     for action in actions {
         if let StepAction::Fault(f) = action {
-            if !replicas.iter().any(|r| f.target.matches(r)) {
+            if !replicas
+                .iter()
+                .any(|r| scenario::target_matches(&f.target, r))
+            {
                 let names: Vec<&str> = replicas.iter().map(|r| r.replica.as_str()).collect();
                 return Err(DrillError::BadInput(format!(
                     "scenario {}: {} matches no replica of the running lab ({})",

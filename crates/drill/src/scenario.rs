@@ -30,10 +30,9 @@
 //! ```
 
 use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::error::DrillError;
 use crate::outcome::Answerer;
@@ -115,132 +114,23 @@ impl fmt::Display for StepAction {
     }
 }
 
-/// The lab's fault actions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum FaultAction {
-    /// SIGKILL (restarted by the supervisor unless `stay_down`).
-    Kill,
-    /// SIGSTOP.
-    Freeze,
-    /// SIGCONT.
-    Thaw,
-    /// Added latency on the link.
-    Slow,
-    /// Packet loss on the link.
-    Loss,
-    /// The link is cut.
-    Partition,
-    /// A share of requests answered with 5xx.
-    ErrorRate,
-    /// Undo every fault on the target.
-    Heal,
-}
+pub use geoha_control::{FaultAction, FaultTarget};
 
-impl FaultAction {
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FaultAction::Kill => "kill",
-            FaultAction::Freeze => "freeze",
-            FaultAction::Thaw => "thaw",
-            FaultAction::Slow => "slow",
-            FaultAction::Loss => "loss",
-            FaultAction::Partition => "partition",
-            FaultAction::ErrorRate => "error-rate",
-            FaultAction::Heal => "heal",
+/// True when `who` is (part of) `target`. Zones also match by the replica naming
+/// convention `<region>-z<zone>-r<n>` when the answer has no zone label. A registry
+/// answers no API requests: it matches nothing.
+pub fn target_matches(target: &FaultTarget, who: &Answerer) -> bool {
+    match target {
+        FaultTarget::Replica(name) => &who.replica == name,
+        FaultTarget::Region(name) => {
+            &who.region == name
+                || (who.region.is_empty() && who.replica.starts_with(&format!("{name}-z")))
         }
-    }
-
-    /// True for actions that put a target back (its answers should return, not stop).
-    pub fn restores(self) -> bool {
-        matches!(self, FaultAction::Thaw | FaultAction::Heal)
-    }
-}
-
-impl FromStr for FaultAction {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|_| {
-            format!(
-                "unknown action {s:?}: kill, freeze, thaw, slow, loss, partition, error-rate or heal"
-            )
-        })
-    }
-}
-
-/// What a fault hits.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FaultTarget {
-    /// `replica:NAME`
-    Replica(String),
-    /// `zone:REGION-ZONE`
-    Zone {
-        /// Region name.
-        region: String,
-        /// Zone label.
-        zone: String,
-    },
-    /// `region:NAME`
-    Region(String),
-}
-
-impl FromStr for FaultTarget {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (kind, name) = s.split_once(':').ok_or_else(|| {
-            format!("target {s:?}: expected replica:NAME, zone:REGION-ZONE or region:NAME")
-        })?;
-        if name.is_empty() {
-            return Err(format!("target {s:?}: empty name"));
+        FaultTarget::Zone { region, zone } => {
+            (&who.region == region && &who.zone == zone)
+                || who.replica.starts_with(&format!("{region}-z{zone}-"))
         }
-        match kind {
-            "replica" => Ok(FaultTarget::Replica(name.to_string())),
-            "region" => Ok(FaultTarget::Region(name.to_string())),
-            "zone" => {
-                let (region, zone) = name
-                    .rsplit_once('-')
-                    .filter(|(r, z)| !r.is_empty() && !z.is_empty())
-                    .ok_or_else(|| {
-                        format!("target {s:?}: a zone is REGION-ZONE, e.g. zone:eastus2-1")
-                    })?;
-                Ok(FaultTarget::Zone {
-                    region: region.to_string(),
-                    zone: zone.to_string(),
-                })
-            }
-            other => Err(format!(
-                "target {s:?}: unknown kind {other:?} (replica, zone or region)"
-            )),
-        }
-    }
-}
-
-impl fmt::Display for FaultTarget {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            FaultTarget::Replica(n) => write!(f, "replica:{n}"),
-            FaultTarget::Zone { region, zone } => write!(f, "zone:{region}-{zone}"),
-            FaultTarget::Region(n) => write!(f, "region:{n}"),
-        }
-    }
-}
-
-impl FaultTarget {
-    /// True when `who` is (part of) this target. Zones also match by the replica
-    /// naming convention `<region>-z<zone>-r<n>` when the answer has no zone label.
-    pub fn matches(&self, who: &Answerer) -> bool {
-        match self {
-            FaultTarget::Replica(name) => &who.replica == name,
-            FaultTarget::Region(name) => {
-                &who.region == name
-                    || (who.region.is_empty() && who.replica.starts_with(&format!("{name}-z")))
-            }
-            FaultTarget::Zone { region, zone } => {
-                (&who.region == region && &who.zone == zone)
-                    || who.replica.starts_with(&format!("{region}-z{zone}-"))
-            }
-        }
+        FaultTarget::Registry(_) => false,
     }
 }
 
@@ -279,27 +169,14 @@ impl LabFault {
 
     /// The `POST /v1/faults` body.
     pub fn to_json(&self) -> serde_json::Value {
-        let mut body = serde_json::json!({
-            "action": self.action.as_str(),
-            "target": self.target.to_string(),
-        });
-        let obj = body.as_object_mut().expect("a JSON object literal");
-        if let Some(v) = self.latency_ms {
-            obj.insert("latency_ms".into(), v.into());
-        }
-        if let Some(v) = self.jitter_ms {
-            obj.insert("jitter_ms".into(), v.into());
-        }
-        if let Some(v) = self.loss {
-            obj.insert("loss".into(), v.into());
-        }
-        if let Some(v) = self.rate {
-            obj.insert("rate".into(), v.into());
-        }
-        if let Some(v) = self.stay_down {
-            obj.insert("stay_down".into(), v.into());
-        }
-        body
+        let mut req = geoha_control::FaultRequest::new(self.action, &self.target);
+        req.latency_ms = self.latency_ms;
+        req.jitter_ms = self.jitter_ms;
+        req.loss = self.loss;
+        req.rate = self.rate;
+        req.stay_down = self.stay_down;
+        // A plain struct of strings and numbers always serializes.
+        serde_json::to_value(req).unwrap_or(serde_json::Value::Null)
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -691,7 +568,7 @@ target = "zone:eastus2-2"
             (
                 "[[step]]\nat = \"5s\"\naction = \"explode\"\ntarget = \"region:x\"\n",
                 "line 1",
-                "unknown action",
+                "unknown fault",
             ),
             ("\n\n[[step]]\nat = \"5s\"\n", "line 3", "needs `action`"),
             (
@@ -728,14 +605,23 @@ target = "zone:eastus2-2"
         };
         let a = who("eastus2", "1", "eastus2-z1-r0");
         let zone: FaultTarget = "zone:eastus2-1".parse().unwrap();
-        assert!(zone.matches(&a));
-        assert!(!zone.matches(&who("eastus2", "2", "eastus2-z2-r0")));
-        assert!(zone.matches(&who("", "", "eastus2-z1-r1")));
+        assert!(target_matches(&zone, &a));
+        assert!(!target_matches(
+            &zone,
+            &who("eastus2", "2", "eastus2-z2-r0")
+        ));
+        assert!(target_matches(&zone, &who("", "", "eastus2-z1-r1")));
         let region: FaultTarget = "region:eastus2".parse().unwrap();
-        assert!(region.matches(&a));
-        assert!(!region.matches(&who("centralus", "1", "centralus-z1-r0")));
+        assert!(target_matches(&region, &a));
+        assert!(!target_matches(
+            &region,
+            &who("centralus", "1", "centralus-z1-r0")
+        ));
         let replica: FaultTarget = "replica:eastus2-z1-r0".parse().unwrap();
-        assert!(replica.matches(&a));
-        assert!(!replica.matches(&who("eastus2", "1", "eastus2-z1-r1")));
+        assert!(target_matches(&replica, &a));
+        assert!(!target_matches(
+            &replica,
+            &who("eastus2", "1", "eastus2-z1-r1")
+        ));
     }
 }

@@ -528,7 +528,7 @@ async fn futures_join_all<F: std::future::Future<Output = ()>>(futs: Vec<F>) {
 
 impl LabInner {
     async fn apply(&self, req: &FaultRequest) -> Result<Vec<String>, String> {
-        let (target, fault) = req.validate()?;
+        let (target, fault) = fault::validate(req)?;
         if let fault::FaultTarget::Registry(region) = &target {
             let regs = self
                 .registries
@@ -547,7 +547,7 @@ impl LabInner {
             tracing::info!(action = ?req.action, target = %target, "fault applied");
             return Ok(vec![format!("registry:{region}")]);
         }
-        let hits = target.resolve(&self.plan)?;
+        let hits = fault::resolve(&target, &self.plan)?;
         let mut applied = Vec::new();
         for i in hits {
             let slot = &self.slots[i];

@@ -27,7 +27,6 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use rand::Rng;
-use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Mutex};
 use tokio_util::sync::CancellationToken;
@@ -37,16 +36,7 @@ const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// First retransmission timeout of an emulated lost packet.
 const LOSS_RTO: Duration = Duration::from_millis(200);
 
-/// How a partition behaves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum PartitionMode {
-    /// Accept and never answer (packets silently dropped).
-    #[default]
-    Blackhole,
-    /// Close new connections at once (connection refused / reset).
-    Refuse,
-}
+pub use geoha_control::PartitionMode;
 
 /// The faults currently applied to a link; the default is a healthy link.
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -226,7 +226,9 @@ fn analyze(
             return_s = seconds[first..]
                 .iter()
                 .flat_map(|b| b.answers.iter())
-                .filter(|(who, stat)| target.matches(who) && stat.last_at_us >= at_us)
+                .filter(|(who, stat)| {
+                    crate::scenario::target_matches(target, who) && stat.last_at_us >= at_us
+                })
                 .map(|(_, stat)| stat.first_at_us.max(at_us))
                 .min()
                 .map(|t| round3((t - at_us) as f64 / 1e6));
@@ -239,7 +241,9 @@ fn analyze(
                 seconds[s]
                     .answers
                     .iter()
-                    .filter(|(who, stat)| target.matches(who) && stat.last_at_us >= at_us)
+                    .filter(|(who, stat)| {
+                        crate::scenario::target_matches(target, who) && stat.last_at_us >= at_us
+                    })
                     .map(|(_, stat)| stat.last_at_us)
                     .max()
             };

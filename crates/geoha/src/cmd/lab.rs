@@ -362,7 +362,7 @@ pub(crate) fn fault(args: FaultArgs) -> anyhow::Result<ExitCode> {
         mode,
     };
     // Validate here too, so a typo exits 64 before any call.
-    req.validate().map_err(BadInput)?;
+    geoha_lab::fault::validate(&req).map_err(BadInput)?;
     let (addr, token) = control_target(args.control, args.token)?;
     let rt = super::runtime()?;
     rt.block_on(async move {
