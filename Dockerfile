@@ -3,7 +3,7 @@
 # No base image can be pulled here, so the binary is built on the host first and
 # staged next to this file by `scripts/image.sh`:
 #   RUSTFLAGS="-C target-feature=+crt-static" \
-#     cargo build --release --target x86_64-unknown-linux-gnu -p geoha
+#     cargo build --profile image --target x86_64-unknown-linux-gnu -p geoha
 # The binary resolves nothing by name at run time except the optional public-IP
 # lookup, which degrades to "Error" without DNS.
 FROM scratch

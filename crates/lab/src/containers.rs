@@ -290,7 +290,7 @@ pub async fn build_image(exe: &Path, tag: &str) -> Result<String, ContainerError
         return Err(ContainerError::Image(format!(
             "{} is dynamically linked and cannot run FROM scratch; build the static one \
              with scripts/image.sh (it tags geoha:dev) and pass --image geoha:dev, or run \
-             a static geoha (target/x86_64-unknown-linux-gnu/release/geoha)",
+             a static geoha (target/x86_64-unknown-linux-gnu/image/geoha)",
             exe.display()
         )));
     }

@@ -115,7 +115,7 @@ jobs:
       - name: Build the static binary
         run: |
           RUSTFLAGS="-C target-feature=+crt-static" \
-            cargo build --release --locked --target x86_64-unknown-linux-gnu -p geoha
+            cargo build --profile image --locked --target x86_64-unknown-linux-gnu -p geoha
 
       - name: Sign in to Azure (OIDC, no stored secret)
         uses: azure/login@v2
@@ -133,7 +133,7 @@ jobs:
           image="$IMAGE_REPOSITORY:$COMMIT"
           context=$(mktemp -d)
           cp Dockerfile "$context/"
-          cp target/x86_64-unknown-linux-gnu/release/geoha "$context/geoha"
+          cp target/x86_64-unknown-linux-gnu/image/geoha "$context/geoha"
           docker build --tag "$image" "$context"
           docker push "$image"
           digest=$(docker inspect --format '{{index .RepoDigests 0}}' "$image")
@@ -149,7 +149,7 @@ jobs:
         env:
           DIGEST: ${{ steps.push.outputs.digest }}
         run: |
-          target/x86_64-unknown-linux-gnu/release/geoha render @DEPLOY_DIR@/topology.toml \
+          target/x86_64-unknown-linux-gnu/image/geoha render @DEPLOY_DIR@/topology.toml \
             --out rendered --image-digest "$DIGEST"
           grep -rq "@$DIGEST" rendered/k8s/base/deployment.yaml
 

@@ -11,7 +11,7 @@ pub(crate) mod topology;
 
 use std::process::ExitCode;
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
 
 use crate::cli::{Cli, Command, LogFormat};
 
@@ -36,15 +36,44 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn init_logs(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("GEOHA_LOG")
-        .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let setting = ["GEOHA_LOG", "RUST_LOG"]
+        .into_iter()
+        .find_map(|name| std::env::var(name).ok().map(|v| (name, v)));
+    let (filter, problem) = log_filter(setting);
+    // Colours only on a terminal: logs piped to files stay plain text.
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let registry = tracing_subscriber::registry().with(filter);
     match format {
-        LogFormat::Pretty => builder.compact().init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Pretty => registry.with(layer.compact()).init(),
+        LogFormat::Json => registry.with(layer.json()).init(),
+    }
+    if let Some(problem) = problem {
+        tracing::warn!("{problem}");
+    }
+}
+
+/// The log filter from `GEOHA_LOG` (or `RUST_LOG`): `target=level` directives such as
+/// `info,geoha_frontdoor=debug`. `Targets` covers what people write there without
+/// `EnvFilter`'s regex engine (a third of a megabyte in the image). A bad setting logs at
+/// `info` and says why.
+fn log_filter(setting: Option<(&str, String)>) -> (Targets, Option<String>) {
+    let default = || Targets::new().with_default(tracing::Level::INFO);
+    match setting {
+        Some((_, text)) if text.trim().is_empty() => (default(), None),
+        Some((name, text)) => match text.parse::<Targets>() {
+            Ok(filter) => (filter, None),
+            Err(err) => (
+                default(),
+                Some(format!(
+                    "{name}={text:?} is not a log filter ({err}); logging at info"
+                )),
+            ),
+        },
+        None => (default(), None),
     }
 }
 
@@ -69,5 +98,26 @@ fn die_with_parent() {
     if nix::unistd::getppid().as_raw() != parent {
         eprintln!("geoha: parent {parent} is gone; exiting");
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing::Level;
+
+    #[test]
+    fn log_filters_take_target_directives_and_report_bad_ones() {
+        let (f, problem) = log_filter(Some(("GEOHA_LOG", "warn,geoha_frontdoor=debug".into())));
+        assert!(problem.is_none());
+        assert!(f.would_enable("geoha_frontdoor::forward", &Level::DEBUG));
+        assert!(!f.would_enable("hyper::proto", &Level::INFO));
+        assert!(f.would_enable("hyper::proto", &Level::WARN));
+        let (f, problem) = log_filter(Some(("GEOHA_LOG", "geoha=loud".into())));
+        assert!(problem.unwrap().contains("GEOHA_LOG"));
+        assert!(f.would_enable("anything", &Level::INFO));
+        assert!(!f.would_enable("anything", &Level::DEBUG));
+        let (f, problem) = log_filter(None);
+        assert!(problem.is_none() && f.would_enable("x", &Level::INFO));
     }
 }
