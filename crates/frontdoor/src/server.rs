@@ -61,10 +61,7 @@ pub(crate) async fn accept_loop(
         let fd = Arc::clone(&fd);
         let tls = tls.clone();
         tokio::spawn(async move {
-            let client = ClientInfo {
-                peer,
-                tls: tls.is_some(),
-            };
+            let client = Arc::new(ClientInfo::new(peer, tls.is_some()));
             serve_connection(stream, tls, client, fd, watcher, permit).await;
         });
     }
@@ -84,7 +81,7 @@ impl Drop for OpenConnection {
 async fn serve_connection(
     stream: TcpStream,
     tls: Option<TlsAcceptor>,
-    client: ClientInfo,
+    client: Arc<ClientInfo>,
     fd: Arc<Frontdoor>,
     watcher: hyper_util::server::graceful::Watcher,
     _permit: OwnedSemaphorePermit,
@@ -94,8 +91,10 @@ async fn serve_connection(
     let limits = fd.routing.load().cfg.limits.clone();
     let service = {
         let fd = Arc::clone(&fd);
+        let client = Arc::clone(&client);
         service_fn(move |req| {
             let fd = Arc::clone(&fd);
+            let client = Arc::clone(&client);
             async move { Ok::<_, Infallible>(forward::handle(fd, client, req).await) }
         })
     };
