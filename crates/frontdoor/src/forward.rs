@@ -51,7 +51,6 @@ const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection")
 /// Who sent a request; one per client connection.
 #[derive(Debug, Clone)]
 pub(crate) struct ClientInfo {
-    pub(crate) peer: SocketAddr,
     pub(crate) tls: bool,
     /// The peer's IP as `X-Forwarded-For` names it, formatted once per connection.
     forwarded_for: HeaderValue,
@@ -61,11 +60,7 @@ impl ClientInfo {
     pub(crate) fn new(peer: SocketAddr, tls: bool) -> Self {
         let forwarded_for = HeaderValue::from_str(&peer.ip().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        ClientInfo {
-            peer,
-            tls,
-            forwarded_for,
-        }
+        ClientInfo { tls, forwarded_for }
     }
 }
 

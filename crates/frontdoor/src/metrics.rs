@@ -340,7 +340,11 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
 }
 
 /// Renders everything in Prometheus text format 0.0.4.
-pub(crate) fn render(fd: &FrontdoorStats, origins: &[OriginMetricsView<'_>]) -> String {
+pub(crate) fn render(
+    fd: &FrontdoorStats,
+    workers_open: &[usize],
+    origins: &[OriginMetricsView<'_>],
+) -> String {
     let mut out = String::with_capacity(4096 + origins.len() * 2048);
     let n = "geoha_frontdoor_responses_total";
     header(
@@ -388,6 +392,16 @@ pub(crate) fn render(fd: &FrontdoorStats, origins: &[OriginMetricsView<'_>]) -> 
     let n = "geoha_frontdoor_connections_open";
     header(&mut out, n, "gauge", "Client connections open.");
     let _ = writeln!(out, "{n} {}", fd.connections_open.load(Ordering::Relaxed));
+    let n = "geoha_frontdoor_worker_connections_open";
+    header(
+        &mut out,
+        n,
+        "gauge",
+        "Client connections open, by data-plane worker.",
+    );
+    for (worker, open) in workers_open.iter().enumerate() {
+        let _ = writeln!(out, "{n}{{worker=\"{worker}\"}} {open}");
+    }
     let n = "geoha_frontdoor_reloads_total";
     header(&mut out, n, "counter", "Configuration reloads applied.");
     let _ = writeln!(out, "{n} {}", fd.reloads.load(Ordering::Relaxed));

@@ -115,11 +115,11 @@ pub struct OriginStatus {
 }
 
 impl OriginRuntime {
-    fn new(cfg: &OriginConfig, group: &OriginGroupConfig) -> Self {
+    fn new(cfg: &OriginConfig, group: &OriginGroupConfig, workers: usize) -> Self {
         OriginRuntime {
             name: cfg.name.clone(),
             address: cfg.address,
-            pool: ConnectionPool::new(cfg.address, MAX_IDLE_PER_ORIGIN),
+            pool: ConnectionPool::new(cfg.address, MAX_IDLE_PER_ORIGIN, workers),
             stats: OriginStats::new(),
             probe_wake: Notify::new(),
             health: Mutex::new(Health {
@@ -418,6 +418,7 @@ impl Routing {
             }
         }
         let now = Instant::now();
+        let workers = cfg.worker_count();
         let groups: Vec<Arc<OriginGroup>> = cfg
             .origin_groups
             .iter()
@@ -431,7 +432,7 @@ impl Routing {
                                 rt.reconfigure(o, g, now);
                                 rt
                             }
-                            None => Arc::new(OriginRuntime::new(o, g)),
+                            None => Arc::new(OriginRuntime::new(o, g, workers)),
                         };
                         GroupOrigin {
                             cfg: o.clone(),
@@ -622,6 +623,7 @@ mod tests {
                 rt: Arc::new(OriginRuntime::new(
                     &OriginConfig::new("x", SocketAddr::from(([127, 0, 0, 1], 1))),
                     &OriginGroupConfig::default(),
+                    1,
                 )),
                 affinity_id: String::new(),
             }
