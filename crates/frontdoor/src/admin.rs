@@ -22,7 +22,6 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
@@ -32,6 +31,7 @@ use crate::body::{full, ServedBody};
 use crate::config::Config;
 use crate::metrics::{self, OriginMetricsView};
 use crate::origin::AdminState;
+use crate::server::{until_drained, ConnectionSet};
 use crate::Frontdoor;
 
 /// A reload body larger than this is refused.
@@ -108,7 +108,7 @@ pub struct OriginReport {
 pub(crate) async fn accept_loop(
     listener: TcpListener,
     fd: Arc<Frontdoor>,
-    graceful: Arc<GracefulShutdown>,
+    connections: ConnectionSet,
     stop: CancellationToken,
 ) {
     loop {
@@ -121,8 +121,10 @@ pub(crate) async fn accept_loop(
             continue;
         };
         let fd = Arc::clone(&fd);
-        let watcher = graceful.watcher();
+        let counted = connections.token();
+        let drain = connections.drain_signal();
         tokio::spawn(async move {
+            let _counted = counted;
             let service = service_fn(move |req| {
                 let fd = Arc::clone(&fd);
                 async move { Ok::<_, Infallible>(handle(&fd, req).await) }
@@ -135,7 +137,7 @@ pub(crate) async fn accept_loop(
             let conn = builder
                 .serve_connection(TokioIo::new(stream), service)
                 .into_owned();
-            let _ = watcher.watch(conn).await;
+            let _ = until_drained(conn, &drain, |c| c.graceful_shutdown()).await;
         });
     }
 }
@@ -379,5 +381,5 @@ fn render_metrics(fd: &Frontdoor) -> String {
             });
         }
     }
-    metrics::render(&fd.stats, &views)
+    metrics::render(&fd.stats, &fd.workers.open(), &views)
 }

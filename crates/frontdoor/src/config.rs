@@ -19,6 +19,10 @@ pub struct Config {
     /// After shutdown starts, in-flight requests get at most this long to finish.
     #[serde(default = "defaults::drain_deadline", with = "humantime_serde")]
     pub drain_deadline: Duration,
+    /// Data-plane threads serving client connections, each with its own event loop and
+    /// its own idle origin connections; 0: one per available CPU. Needs a restart.
+    #[serde(default)]
+    pub workers: usize,
     /// Traffic listeners; `Listeners::traffic[i]` is served with `listeners[i]`'s TLS
     /// settings. Addresses are bound by the caller (the binary), not by `run`.
     #[serde(rename = "listener", default, skip_serializing_if = "Vec::is_empty")]
@@ -48,6 +52,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             drain_deadline: defaults::drain_deadline(),
+            workers: 0,
             listeners: Vec::new(),
             admin: None,
             limits: Limits::default(),
@@ -533,6 +538,9 @@ impl From<Weight> for u16 {
     }
 }
 
+/// More data-plane threads than this is a typo, not a machine.
+const MAX_WORKERS: usize = 1024;
+
 mod defaults {
     use std::time::Duration;
 
@@ -727,6 +735,14 @@ impl Config {
         toml::to_string(self)
     }
 
+    /// The number of data-plane threads: `workers`, or one per available CPU when 0.
+    pub fn worker_count(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
     /// Checks everything serde cannot: ranges, references, uniqueness. A config built in
     /// code must pass this before `run` (which calls it too).
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -758,6 +774,12 @@ impl Config {
         let root = KeyPath::default();
         if self.drain_deadline.is_zero() {
             p.add(root.key("drain_deadline"), "must be more than 0s");
+        }
+        if self.workers > MAX_WORKERS {
+            p.add(
+                root.key("workers"),
+                format!("must be 0..={MAX_WORKERS}, got {}", self.workers),
+            );
         }
         for (i, l) in self.listeners.iter().enumerate() {
             if let Some(tls) = &l.tls {
@@ -1326,6 +1348,7 @@ priority = 2
         let end = start + doc[start..].find("```").unwrap();
         let cfg = Config::from_toml_str(&doc[start..end], "CONFIG.md").unwrap();
         let g = &cfg.origin_groups[0];
+        assert_eq!(cfg.workers, Config::default().workers);
         assert_eq!(cfg.limits, Limits::default());
         assert_eq!(cfg.retry, RetryConfig::default());
         assert_eq!(g.probe, ProbeConfig::default());
@@ -1383,6 +1406,19 @@ priority = 2
         assert_eq!(a.for_origin(Some(ms(5))), Some(ms(50)));
         assert_eq!(a.for_origin(Some(ms(30))), Some(ms(120)));
         assert_eq!(a.for_origin(Some(ms(900))), Some(ms(500)));
+    }
+
+    #[test]
+    fn workers_zero_means_one_per_cpu_and_absurd_counts_are_errors() {
+        let cfg = Config::from_toml_str(GOOD, "fd.toml").unwrap();
+        assert_eq!(cfg.workers, 0);
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(cfg.worker_count(), cpus);
+        let cfg = Config::from_toml_str(&format!("workers = 3\n{GOOD}"), "fd.toml").unwrap();
+        assert_eq!(cfg.worker_count(), 3);
+        let err = error_of(&format!("workers = 5000\n{GOOD}"));
+        assert_eq!(err.problems[0].key, "workers", "{err}");
+        assert_eq!(err.problems[0].line, Some(1), "{err}");
     }
 
     #[test]

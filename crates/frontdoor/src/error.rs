@@ -32,6 +32,15 @@ pub enum FrontdoorError {
         #[source]
         source: std::io::Error,
     },
+    /// A data-plane worker (thread and its runtime) could not be started.
+    #[error("data-plane worker {index}: {source}")]
+    Worker {
+        /// Its index.
+        index: usize,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Why a request got no answer from an origin (or was refused before).

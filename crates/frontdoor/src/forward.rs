@@ -37,51 +37,92 @@ pub const REF_HEADER: &str = "x-geoha-ref";
 /// The hop counter header (loop protection).
 pub const HOPS_HEADER: &str = "x-geoha-hops";
 /// A client can mark a non-idempotent request safe to retry with this header.
-const IDEMPOTENCY_KEY: &str = "idempotency-key";
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
-/// Who sent a request.
-#[derive(Debug, Clone, Copy)]
+// Header names parsed once: a `&str` name is parsed and hashed again on every use.
+const REF: HeaderName = HeaderName::from_static(REF_HEADER);
+const HOPS: HeaderName = HeaderName::from_static(HOPS_HEADER);
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Who sent a request; one per client connection.
+#[derive(Debug, Clone)]
 pub(crate) struct ClientInfo {
-    pub(crate) peer: SocketAddr,
     pub(crate) tls: bool,
+    /// The peer's IP as `X-Forwarded-For` names it, formatted once per connection.
+    forwarded_for: HeaderValue,
+}
+
+impl ClientInfo {
+    pub(crate) fn new(peer: SocketAddr, tls: bool) -> Self {
+        let forwarded_for = HeaderValue::from_str(&peer.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        ClientInfo { tls, forwarded_for }
+    }
+}
+
+/// A request's reference: 16 hex digits, in `X-Geoha-Ref` both ways and in error pages.
+#[derive(Debug, Clone)]
+struct RequestRef(HeaderValue);
+
+impl RequestRef {
+    fn new() -> Self {
+        use rand::Rng;
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let n = rand::rng().random::<u64>();
+        let mut digits = [0u8; 16];
+        for (i, d) in digits.iter_mut().enumerate() {
+            *d = HEX[((n >> (60 - 4 * i)) & 0xf) as usize];
+        }
+        // Hex digits are always a valid header value.
+        let value = HeaderValue::from_maybe_shared(bytes::Bytes::copy_from_slice(&digits))
+            .unwrap_or_else(|_| HeaderValue::from_static("0000000000000000"));
+        RequestRef(value)
+    }
+
+    fn as_str(&self) -> &str {
+        self.0.to_str().unwrap_or("?")
+    }
+}
+
+impl std::fmt::Display for RequestRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Answers one client request; never fails (errors become responses here).
 pub(crate) async fn handle(
     fd: Arc<Frontdoor>,
-    client: ClientInfo,
+    client: Arc<ClientInfo>,
     req: Request<Incoming>,
 ) -> Response<ServedBody> {
-    let reference = new_reference();
-    let mut resp = match forward(&fd, client, req, &reference).await {
+    let reference = RequestRef::new();
+    let mut resp = match forward(&fd, &client, req, &reference).await {
         Ok(resp) => resp,
         Err(err) => {
             tracing::debug!(%err, %reference, "request failed");
-            err.into_response(&reference)
+            err.into_response(reference.as_str())
         }
     };
-    if let Ok(v) = HeaderValue::from_str(&reference) {
-        resp.headers_mut().insert(REF_HEADER, v);
-    }
+    resp.headers_mut().insert(REF, reference.0);
     fd.stats.response(resp.status());
     resp
 }
 
-fn new_reference() -> String {
-    use rand::Rng;
-    format!("{:016x}", rand::rng().random::<u64>())
-}
-
 async fn forward(
     fd: &Frontdoor,
-    client: ClientInfo,
+    client: &ClientInfo,
     mut req: Request<Incoming>,
-    reference: &str,
+    reference: &RequestRef,
 ) -> Result<Response<ServedBody>, ForwardError> {
     let routing = fd.routing.load_full();
     let limits = &routing.cfg.limits;
 
-    let hops = match req.headers().get(HOPS_HEADER) {
+    let hops = match req.headers().get(HOPS) {
         None => 0,
         Some(v) => v
             .to_str()
@@ -102,7 +143,7 @@ async fn forward(
     let host = request_host(&req).ok_or(ForwardError::BadRequest("no Host header"))?;
     let group_index = routing
         .routes
-        .find(&host, req.uri().path())
+        .find(host.to_str().unwrap_or_default(), req.uri().path())
         .ok_or(ForwardError::NoRoute)?;
     let group = Arc::clone(&routing.groups[group_index]);
 
@@ -112,7 +153,7 @@ async fn forward(
     let idempotent = matches!(
         parts.method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
-    ) || parts.headers.contains_key(IDEMPOTENCY_KEY);
+    ) || parts.headers.contains_key(&IDEMPOTENCY_KEY);
     let pinned = if group.cfg.session_affinity {
         affinity::from_request(&parts.headers).and_then(|id| group.by_affinity(id))
     } else {
@@ -195,9 +236,11 @@ async fn forward(
             _ => remaining,
         };
 
-        let host_for = |o: &crate::origin::GroupOrigin| {
-            HeaderValue::from_str(o.cfg.host_header.as_deref().unwrap_or(&host))
-                .map_err(|_| ForwardError::BadRequest("bad Host header"))
+        let host_for = |o: &crate::origin::GroupOrigin| match o.cfg.host_header.as_deref() {
+            Some(h) => {
+                HeaderValue::from_str(h).map_err(|_| ForwardError::BadRequest("bad Host header"))
+            }
+            None => Ok(host.clone()),
         };
         let host_value = host_for(origin)?;
         let request_to = |host_value: &HeaderValue| {
@@ -695,15 +738,16 @@ fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ForwardError> {
     }
 }
 
-/// The host the client asked for: the URI's authority (HTTP/2, absolute form) or `Host`.
-fn request_host(req: &Request<Incoming>) -> Option<String> {
+/// The host the client asked for: the URI's authority (HTTP/2, absolute form) or `Host`
+/// (visible ASCII only).
+fn request_host(req: &Request<Incoming>) -> Option<HeaderValue> {
     if let Some(a) = req.uri().authority() {
-        return Some(a.as_str().to_string());
+        return HeaderValue::from_str(a.as_str()).ok();
     }
     req.headers()
         .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(|s| s.to_string())
+        .filter(|h| h.to_str().is_ok())
+        .cloned()
 }
 
 /// `Connection: upgrade` plus `Upgrade` on HTTP/1.1.
@@ -725,6 +769,10 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 
 /// Removes hop-by-hop headers: the fixed list and whatever `Connection` names.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one pass over the names costs less than nine removals.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let named: Vec<HeaderName> = connection_tokens(headers)
         .filter_map(|t| HeaderName::from_bytes(t.to_ascii_lowercase().as_bytes()).ok())
         .collect();
@@ -742,8 +790,25 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     ] {
         headers.remove(name);
     }
-    headers.remove("keep-alive");
-    headers.remove("proxy-connection");
+    headers.remove(KEEP_ALIVE);
+    headers.remove(PROXY_CONNECTION);
+}
+
+/// A header that `strip_hop_by_hop` always removes (those named by `Connection` go with
+/// `Connection` itself).
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    [
+        header::CONNECTION,
+        header::PROXY_AUTHENTICATE,
+        header::PROXY_AUTHORIZATION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+        KEEP_ALIVE,
+        PROXY_CONNECTION,
+    ]
+    .contains(name)
 }
 
 fn append_via(headers: &mut HeaderMap, version: Version) {
@@ -771,49 +836,49 @@ fn append_via(headers: &mut HeaderMap, version: Version) {
 fn origin_headers(
     mut h: HeaderMap,
     version: Version,
-    client: ClientInfo,
-    host: &str,
+    client: &ClientInfo,
+    host: &HeaderValue,
     hops: u32,
-    reference: &str,
+    reference: &RequestRef,
     upgrade: bool,
 ) -> HeaderMap {
-    let upgrade_proto = h.get(header::UPGRADE).cloned();
+    let upgrade_proto = if upgrade {
+        h.get(header::UPGRADE).cloned()
+    } else {
+        None
+    };
     strip_hop_by_hop(&mut h);
     h.remove(header::HOST);
-    if upgrade {
-        if let Some(proto) = upgrade_proto {
-            h.insert(header::UPGRADE, proto);
-            h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        }
+    // Room for what is added here and the per-try `Host`: at most one growth.
+    h.reserve(8);
+    if let Some(proto) = upgrade_proto {
+        h.insert(header::UPGRADE, proto);
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    let ip = client.peer.ip().to_string();
     let previous: Vec<&str> = h
-        .get_all("x-forwarded-for")
+        .get_all(&X_FORWARDED_FOR)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|v| !v.is_empty())
         .collect();
     let xff = if previous.is_empty() {
-        ip
+        Some(client.forwarded_for.clone())
     } else {
-        format!("{}, {ip}", previous.join(", "))
+        let ip = client.forwarded_for.to_str().unwrap_or_default();
+        HeaderValue::from_str(&format!("{}, {ip}", previous.join(", "))).ok()
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        h.insert("x-forwarded-for", v);
+    if let Some(v) = xff {
+        h.insert(X_FORWARDED_FOR, v);
     }
-    if let Ok(v) = HeaderValue::from_str(host) {
-        h.insert("x-forwarded-host", v);
-    }
+    h.insert(X_FORWARDED_HOST, host.clone());
     h.insert(
-        "x-forwarded-proto",
+        X_FORWARDED_PROTO,
         HeaderValue::from_static(if client.tls { "https" } else { "http" }),
     );
     append_via(&mut h, version);
-    h.insert(HOPS_HEADER, HeaderValue::from(hops));
-    if let Ok(v) = HeaderValue::from_str(reference) {
-        h.insert(REF_HEADER, v);
-    }
+    h.insert(HOPS, HeaderValue::from(hops));
+    h.insert(REF, reference.0.clone());
     h
 }
 
@@ -841,6 +906,55 @@ mod tests {
         strip_hop_by_hop(&mut h);
         let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(left, vec!["accept"]);
+    }
+
+    #[test]
+    fn request_refs_are_16_lowercase_hex_digits() {
+        let a = RequestRef::new();
+        let b = RequestRef::new();
+        for r in [&a, &b] {
+            assert_eq!(r.as_str().len(), 16, "{r}");
+            assert!(
+                r.as_str()
+                    .bytes()
+                    .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')),
+                "{r}"
+            );
+        }
+        assert_ne!(a.as_str(), b.as_str());
+    }
+
+    #[test]
+    fn forwarded_headers_are_set_and_client_values_replaced() {
+        let client = ClientInfo::new("10.1.2.3:4567".parse().unwrap(), true);
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("a.example"));
+        h.append(&X_FORWARDED_FOR, HeaderValue::from_static("192.0.2.1 "));
+        h.append(&X_FORWARDED_FOR, HeaderValue::from_static("192.0.2.2"));
+        h.insert(&X_FORWARDED_HOST, HeaderValue::from_static("spoofed"));
+        let reference = RequestRef::new();
+        let host = HeaderValue::from_static("a.example");
+        let out = origin_headers(h, Version::HTTP_11, &client, &host, 3, &reference, false);
+        assert_eq!(out[&X_FORWARDED_FOR], "192.0.2.1, 192.0.2.2, 10.1.2.3");
+        assert_eq!(out[&X_FORWARDED_HOST], "a.example");
+        assert_eq!(out[&X_FORWARDED_PROTO], "https");
+        assert_eq!(out[&HOPS], "3");
+        assert_eq!(out[&REF], reference.as_str());
+        assert_eq!(out[header::VIA], "1.1 geoha");
+        assert!(!out.contains_key(header::HOST));
+        let plain = ClientInfo::new("[::1]:80".parse().unwrap(), false);
+        let out = origin_headers(
+            HeaderMap::new(),
+            Version::HTTP_2,
+            &plain,
+            &host,
+            1,
+            &reference,
+            false,
+        );
+        assert_eq!(out[&X_FORWARDED_FOR], "::1");
+        assert_eq!(out[&X_FORWARDED_PROTO], "http");
+        assert_eq!(out[header::VIA], "2 geoha");
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! - [`origin`]: run-time origin state (survives reloads) and config generations.
 //! - `forward`: one request: headers, tries, retries, streaming bodies, upgrades.
 //! - `pool`, `body`: origin connections and bodies; `server`, `tls`: client listeners.
+//! - `dataplane`: the worker threads that serve client connections (one event loop each).
 //! - [`admin`]: the admin API and `/metrics`; [`metrics`]: counters and rendering.
 //! - [`error`]: `FrontdoorError` (stops `run`) and `ForwardError` (one request, one
 //!   place that turns it into a status).
@@ -25,6 +26,7 @@ pub mod admin;
 mod affinity;
 mod body;
 pub mod config;
+mod dataplane;
 pub mod eject;
 pub mod error;
 mod forward;
@@ -43,7 +45,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -58,9 +59,11 @@ pub use config::{
 pub use error::{ForwardError, FrontdoorError};
 pub use forward::{HOPS_HEADER, REF_HEADER};
 
+use crate::dataplane::{DataPlane, WorkerLoad};
 use crate::metrics::FrontdoorStats;
 use crate::origin::Routing;
 use crate::retry::RetryBudget;
+use crate::server::ConnectionSet;
 
 /// Listeners bound by the caller.
 #[derive(Debug)]
@@ -77,6 +80,8 @@ pub(crate) struct Frontdoor {
     pub(crate) routing: ArcSwap<Routing>,
     pub(crate) budget: ArcSwap<RetryBudget>,
     pub(crate) stats: FrontdoorStats,
+    /// Open client connections per data-plane worker (fixed at start).
+    pub(crate) workers: WorkerLoad,
     pub(crate) draining: AtomicBool,
     /// Serializes reloads (SIGHUP and the admin API may race).
     reload_lock: Mutex<()>,
@@ -90,6 +95,7 @@ impl Frontdoor {
     fn new(cfg: Arc<Config>) -> Self {
         Frontdoor {
             budget: ArcSwap::from_pointee(RetryBudget::new(&cfg.retry)),
+            workers: WorkerLoad::new(cfg.worker_count()),
             routing: ArcSwap::from_pointee(Routing::build(cfg, None)),
             stats: FrontdoorStats::default(),
             draining: AtomicBool::new(false),
@@ -141,9 +147,10 @@ impl Frontdoor {
             || previous.cfg.admin.as_ref().map(|a| a.address)
                 != cfg.admin.as_ref().map(|a| a.address)
             || previous.cfg.limits.max_connections != cfg.limits.max_connections
+            || previous.cfg.workers != cfg.workers
         {
             tracing::warn!(
-                "listener addresses, TLS and max_connections apply only after a restart"
+                "listener addresses, TLS, max_connections and workers apply only after a restart"
             );
         }
         let next = Routing::build(Arc::clone(&cfg), Some(&previous));
@@ -171,6 +178,11 @@ impl Frontdoor {
 /// Runs the front door on `listeners` until `shutdown` completes, then drains: the
 /// admin `/healthz` turns 503, listeners stop accepting, open connections finish their
 /// requests (HTTP/1 keep-alive off, HTTP/2 GOAWAY) within `cfg.drain_deadline`.
+///
+/// Client connections are served by [`Config::worker_count`] threads that `run` starts,
+/// each with its own current-thread runtime; accepting, probes, reloads and the admin
+/// API run on the caller's runtime. The threads are stopped and joined before `run`
+/// returns (dropping the future stops them too).
 ///
 /// Each new value on `reloads` is validated and applied (a bad one is logged and the
 /// running config stays). `POST /admin/reload` re-reads `cfg.source` (set by
@@ -205,29 +217,32 @@ pub async fn run(
     }
 
     let fd = Arc::new(Frontdoor::new(Arc::clone(&cfg)));
+    let connections = ConnectionSet::default();
+    let data_plane = DataPlane::start(&fd, acceptors, &connections)?;
     fd.restart_probers();
-    let graceful = Arc::new(GracefulShutdown::new());
     let permits = Arc::new(Semaphore::new(cfg.limits.max_connections));
     let stop_accepting = CancellationToken::new();
     let mut accept_loops = Vec::new();
 
-    for (listener, tls) in listeners.traffic.into_iter().zip(acceptors) {
+    for (index, listener) in listeners.traffic.into_iter().enumerate() {
         let addr = listener
             .local_addr()
             .map_err(|source| FrontdoorError::Listener {
                 addr: "?".into(),
                 source,
             })?;
-        let scheme = if tls.is_some() { "https" } else { "http" };
+        let tls = cfg.listeners.get(index).is_some_and(|l| l.tls.is_some());
+        let scheme = if tls { "https" } else { "http" };
         tracing::info!(%addr, scheme, "listening addr={addr}");
-        accept_loops.push(tokio::spawn(server::accept_loop(
-            listener,
-            tls,
-            Arc::clone(&fd),
-            Arc::clone(&graceful),
-            Arc::clone(&permits),
-            stop_accepting.clone(),
-        )));
+        if let Some(dispatcher) = data_plane.dispatcher() {
+            accept_loops.push(tokio::spawn(server::accept_loop(
+                listener,
+                index,
+                dispatcher,
+                Arc::clone(&permits),
+                stop_accepting.clone(),
+            )));
+        }
     }
     if let Some(listener) = listeners.admin {
         let addr = listener
@@ -240,7 +255,7 @@ pub async fn run(
         accept_loops.push(tokio::spawn(admin::accept_loop(
             listener,
             Arc::clone(&fd),
-            Arc::clone(&graceful),
+            connections.clone(),
             stop_accepting.clone(),
         )));
     }
@@ -272,20 +287,13 @@ pub async fn run(
         let _ = task.await;
     }
     let deadline = fd.routing.load().cfg.drain_deadline;
-    match Arc::try_unwrap(graceful) {
-        Ok(graceful) => {
-            if tokio::time::timeout(deadline, graceful.shutdown())
-                .await
-                .is_err()
-            {
-                tracing::warn!(
-                    in_flight = fd.in_flight(),
-                    "drain deadline {deadline:?} passed; cutting off the rest"
-                );
-            }
-        }
-        Err(_) => tracing::warn!("connections still registered; not waiting for them"),
+    if !connections.drain(deadline).await {
+        tracing::warn!(
+            in_flight = fd.in_flight(),
+            "drain deadline {deadline:?} passed; cutting off the rest"
+        );
     }
+    data_plane.stop().await;
     fd.background.cancel();
     fd.tasks.close();
     fd.tasks.wait().await;

@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -93,6 +94,9 @@ pub struct OriginRuntime {
     /// Wakes the prober (ejection, enable).
     pub(crate) probe_wake: Notify,
     health: Mutex<Health>,
+    /// Set (under the `health` lock) when a live failure is counted; a success takes the
+    /// lock to reset the count only then, so the common success writes nothing shared.
+    failure_counted: AtomicBool,
 }
 
 /// A point-in-time view of an origin's state.
@@ -115,11 +119,11 @@ pub struct OriginStatus {
 }
 
 impl OriginRuntime {
-    fn new(cfg: &OriginConfig, group: &OriginGroupConfig) -> Self {
+    fn new(cfg: &OriginConfig, group: &OriginGroupConfig, workers: usize) -> Self {
         OriginRuntime {
             name: cfg.name.clone(),
             address: cfg.address,
-            pool: ConnectionPool::new(cfg.address, MAX_IDLE_PER_ORIGIN),
+            pool: ConnectionPool::new(cfg.address, MAX_IDLE_PER_ORIGIN, workers),
             stats: OriginStats::new(),
             probe_wake: Notify::new(),
             health: Mutex::new(Health {
@@ -135,6 +139,7 @@ impl OriginRuntime {
                 // Not "recovering" at start: a new front door sends full weight at once.
                 was_selectable: true,
             }),
+            failure_counted: AtomicBool::new(false),
         }
     }
 
@@ -314,7 +319,13 @@ impl OriginGroup {
 
     /// A live try succeeded (an answer below 500, or any answer when 5xx do not count).
     pub fn record_success(&self, index: usize) {
-        self.origins[index].rt.health().ejector.on_success();
+        let rt = &self.origins[index].rt;
+        // A stale `false` orders this success before a concurrent failure: still correct.
+        if rt.failure_counted.load(Ordering::Relaxed) {
+            let mut h = rt.health();
+            h.ejector.on_success();
+            rt.failure_counted.store(false, Ordering::Relaxed);
+        }
     }
 
     /// A live try failed; may eject the origin.
@@ -341,16 +352,13 @@ impl OriginGroup {
             let mut h = origin.rt.health();
             let immediate = passive.eject_on_timeout && kind.is_timeout();
             let v = h.ejector.on_failure(now, passive, immediate, || allowed);
+            origin.rt.failure_counted.store(true, Ordering::Relaxed);
             h.refresh(now);
             v
         };
         match verdict {
             FailureVerdict::Ejected(time) => {
-                origin
-                    .rt
-                    .stats
-                    .ejections
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                origin.rt.stats.ejections.fetch_add(1, Ordering::Relaxed);
                 origin.rt.pool.clear();
                 origin.rt.probe_wake.notify_one();
                 tracing::warn!(origin = %origin.cfg.name, kind = kind.label(), ?time,
@@ -418,6 +426,7 @@ impl Routing {
             }
         }
         let now = Instant::now();
+        let workers = cfg.worker_count();
         let groups: Vec<Arc<OriginGroup>> = cfg
             .origin_groups
             .iter()
@@ -431,7 +440,7 @@ impl Routing {
                                 rt.reconfigure(o, g, now);
                                 rt
                             }
-                            None => Arc::new(OriginRuntime::new(o, g)),
+                            None => Arc::new(OriginRuntime::new(o, g, workers)),
                         };
                         GroupOrigin {
                             cfg: o.clone(),
@@ -622,6 +631,7 @@ mod tests {
                 rt: Arc::new(OriginRuntime::new(
                     &OriginConfig::new("x", SocketAddr::from(([127, 0, 0, 1], 1))),
                     &OriginGroupConfig::default(),
+                    1,
                 )),
                 affinity_id: String::new(),
             }

@@ -40,26 +40,35 @@ pub(crate) enum ConnectError {
     },
 }
 
-/// Idle keep-alive connections to one origin.
+/// Idle keep-alive connections to one origin, one list per data-plane worker: a
+/// connection is driven by a task on the worker that opened it, so reusing it from that
+/// worker involves no other thread.
 #[derive(Debug)]
 pub(crate) struct ConnectionPool {
     addr: SocketAddr,
-    idle: Mutex<Vec<Sender>>,
-    max_idle: usize,
+    idle: Box<[Mutex<Vec<Sender>>]>,
+    max_idle_per_worker: usize,
 }
 
 impl ConnectionPool {
-    pub(crate) fn new(addr: SocketAddr, max_idle: usize) -> Self {
+    /// At most `max_idle` idle connections in all, spread over `workers` lists.
+    pub(crate) fn new(addr: SocketAddr, max_idle: usize, workers: usize) -> Self {
+        let workers = workers.max(1);
         ConnectionPool {
             addr,
-            idle: Mutex::new(Vec::new()),
-            max_idle,
+            idle: (0..workers).map(|_| Mutex::new(Vec::new())).collect(),
+            max_idle_per_worker: max_idle.div_ceil(workers),
         }
+    }
+
+    /// The idle list of the worker running this code.
+    fn local(&self) -> &Mutex<Vec<Sender>> {
+        &self.idle[crate::dataplane::current_worker() % self.idle.len()]
     }
 
     /// An idle connection that still looks open, if any (most recently used first).
     pub(crate) fn take_idle(&self) -> Option<Sender> {
-        let mut idle = self.idle.lock().ok()?;
+        let mut idle = self.local().lock().ok()?;
         while let Some(sender) = idle.pop() {
             if !sender.is_closed() {
                 return Some(sender);
@@ -73,8 +82,8 @@ impl ConnectionPool {
         if sender.is_closed() {
             return;
         }
-        if let Ok(mut idle) = self.idle.lock() {
-            if idle.len() < self.max_idle {
+        if let Ok(mut idle) = self.local().lock() {
+            if idle.len() < self.max_idle_per_worker {
                 idle.push(sender);
             }
         }
@@ -82,8 +91,10 @@ impl ConnectionPool {
 
     /// Closes every idle connection (origin ejected, disabled or removed).
     pub(crate) fn clear(&self) {
-        if let Ok(mut idle) = self.idle.lock() {
-            idle.clear();
+        for list in &self.idle {
+            if let Ok(mut idle) = list.lock() {
+                idle.clear();
+            }
         }
     }
 

@@ -2,6 +2,7 @@
 //! the last 10 seconds, plus `min_retries_per_second`, so that retries cannot multiply
 //! the load on origins that are already failing (Finagle's and linkerd's budget).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use tokio::time::Instant;
@@ -13,17 +14,31 @@ const WINDOW_SECS: usize = 10;
 #[derive(Debug, Clone, Copy, Default)]
 struct Bucket {
     second: u64,
-    requests: u64,
     retries: u64,
 }
 
 /// Counts requests and retries over a sliding 10 s window.
+///
+/// Requests are counted on every request by every worker, so without a lock: each slot is
+/// one atomic word holding the second it counts (high 32 bits) and the count (low 32
+/// bits), swapped whole. Retries are rare and take the lock, which also makes a
+/// withdrawal's check-and-count atomic.
 #[derive(Debug)]
 pub struct RetryBudget {
     start: Instant,
     percent: f64,
     min_per_second: u32,
-    buckets: Mutex<[Bucket; WINDOW_SECS]>,
+    requests: [AtomicU64; WINDOW_SECS],
+    retries: Mutex<[Bucket; WINDOW_SECS]>,
+}
+
+/// A slot word: the second in the high half, the count in the low half.
+fn pack(second: u64, count: u64) -> u64 {
+    (second << 32) | (count & 0xffff_ffff)
+}
+
+fn unpack(word: u64) -> (u64, u64) {
+    (word >> 32, word & 0xffff_ffff)
 }
 
 impl RetryBudget {
@@ -33,51 +48,66 @@ impl RetryBudget {
             start: Instant::now(),
             percent: cfg.budget_percent,
             min_per_second: cfg.min_retries_per_second,
-            buckets: Mutex::new([Bucket::default(); WINDOW_SECS]),
+            requests: Default::default(),
+            retries: Mutex::new([Bucket::default(); WINDOW_SECS]),
         }
     }
 
-    fn with_bucket<T>(&self, f: impl FnOnce(&mut [Bucket; WINDOW_SECS], usize, u64) -> T) -> T {
-        let second = self.start.elapsed().as_secs();
-        let slot = (second % WINDOW_SECS as u64) as usize;
-        let mut b = self
-            .buckets
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if b[slot].second != second {
-            b[slot] = Bucket {
-                second,
-                requests: 0,
-                retries: 0,
-            };
-        }
-        f(&mut b, slot, second)
+    /// Seconds since the start (fits the slot word's 32 bits for 136 years).
+    fn second(&self) -> u64 {
+        self.start.elapsed().as_secs() & 0xffff_ffff
     }
 
     /// A live request arrived.
     pub fn deposit(&self) {
-        self.with_bucket(|b, slot, _| b[slot].requests += 1);
+        let second = self.second();
+        let slot = &self.requests[(second % WINDOW_SECS as u64) as usize];
+        let mut word = slot.load(Ordering::Relaxed);
+        loop {
+            let next = match unpack(word) {
+                (s, count) if s == second => pack(second, count.saturating_add(1)),
+                // The slot still counts an older second: start this one.
+                _ => pack(second, 1),
+            };
+            match slot.compare_exchange_weak(word, next, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return,
+                Err(current) => word = current,
+            }
+        }
     }
 
     /// Asks to retry once; true (and counted) if the budget allows it.
     pub fn try_withdraw(&self) -> bool {
-        self.with_bucket(|b, slot, second| {
-            let (mut requests, mut retries) = (0u64, 0u64);
-            for bucket in b.iter() {
-                if second.saturating_sub(bucket.second) < WINDOW_SECS as u64 {
-                    requests += bucket.requests;
-                    retries += bucket.retries;
-                }
-            }
-            let allowed = self.percent / 100.0 * requests as f64
-                + f64::from(self.min_per_second) * WINDOW_SECS as f64;
-            if (retries as f64) < allowed {
-                b[slot].retries += 1;
-                true
-            } else {
-                false
-            }
-        })
+        let second = self.second();
+        let slot = (second % WINDOW_SECS as u64) as usize;
+        let in_window = |s: u64| second.saturating_sub(s) < WINDOW_SECS as u64;
+        let mut b = self
+            .retries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if b[slot].second != second {
+            b[slot] = Bucket { second, retries: 0 };
+        }
+        let requests: u64 = self
+            .requests
+            .iter()
+            .map(|w| unpack(w.load(Ordering::Relaxed)))
+            .filter(|&(s, count)| count > 0 && in_window(s))
+            .map(|(_, count)| count)
+            .sum();
+        let retries: u64 = b
+            .iter()
+            .filter(|bucket| in_window(bucket.second))
+            .map(|bucket| bucket.retries)
+            .sum();
+        let allowed = self.percent / 100.0 * requests as f64
+            + f64::from(self.min_per_second) * WINDOW_SECS as f64;
+        if (retries as f64) < allowed {
+            b[slot].retries += 1;
+            true
+        } else {
+            false
+        }
     }
 }
 
@@ -109,6 +139,23 @@ mod tests {
         let b = budget(20.0, 1);
         let granted = (0..100).filter(|_| b.try_withdraw()).count();
         assert_eq!(granted, 10, "1 per second over the 10 s window");
+    }
+
+    #[test]
+    fn deposits_from_many_threads_are_all_counted() {
+        let b = std::sync::Arc::new(budget(100.0, 0));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let b = std::sync::Arc::clone(&b);
+                std::thread::spawn(move || (0..5000).for_each(|_| b.deposit()))
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        // All within one 10 s window unless this machine stalls for seconds.
+        let granted = (0..20_001).filter(|_| b.try_withdraw()).count();
+        assert_eq!(granted, 20_000);
     }
 
     #[tokio::test(start_paused = true)]

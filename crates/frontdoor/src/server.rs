@@ -1,8 +1,12 @@
-//! Client-facing listeners: accept (bounded by `limits.max_connections`), optional TLS,
-//! HTTP/1.1 and HTTP/2 (ALPN with TLS, preface sniffing without), limits on headers and
-//! slow senders, graceful drain on shutdown.
+//! Client-facing listeners: accept (bounded by `limits.max_connections`) and hand over to
+//! the data plane; per connection: optional TLS, HTTP/1.1 and HTTP/2 (ALPN with TLS,
+//! preface sniffing without), limits on headers and slow senders, graceful drain on
+//! shutdown.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,22 +14,75 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::task_tracker::TaskTrackerToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::Limits;
+use crate::dataplane::{Accepted, Dispatcher};
 use crate::forward::{self, ClientInfo};
 use crate::tls::TlsAcceptor;
 use crate::Frontdoor;
 
-/// Accepts clients on one listener until `stop` is cancelled.
+/// Every client connection of the front door (traffic and admin): counted, so that the
+/// drain can wait for them, and told to finish their current request when it starts.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ConnectionSet {
+    drain: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl ConnectionSet {
+    /// Counts one connection until the token is dropped.
+    pub(crate) fn token(&self) -> TaskTrackerToken {
+        self.tracker.token()
+    }
+
+    /// Cancelled when the drain starts.
+    pub(crate) fn drain_signal(&self) -> CancellationToken {
+        self.drain.clone()
+    }
+
+    /// Starts the drain and waits until every connection is closed; false if `deadline`
+    /// passed first.
+    pub(crate) async fn drain(&self, deadline: Duration) -> bool {
+        self.drain.cancel();
+        self.tracker.close();
+        tokio::time::timeout(deadline, self.tracker.wait())
+            .await
+            .is_ok()
+    }
+}
+
+/// Drives a connection; once `drain` is cancelled, asks it to finish (`graceful_shutdown`:
+/// HTTP/1 closes after the response in progress, HTTP/2 sends GOAWAY) and drives it to
+/// the end.
+pub(crate) async fn until_drained<C, E>(
+    conn: C,
+    drain: &CancellationToken,
+    graceful_shutdown: impl FnOnce(Pin<&mut C>),
+) -> Result<(), E>
+where
+    C: Future<Output = Result<(), E>>,
+{
+    tokio::pin!(conn);
+    tokio::select! {
+        biased;
+        done = conn.as_mut() => return done,
+        () = drain.cancelled() => {}
+    }
+    graceful_shutdown(conn.as_mut());
+    conn.await
+}
+
+/// Accepts clients on listener number `index` until `stop` is cancelled and hands them
+/// to the data plane.
 pub(crate) async fn accept_loop(
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
-    fd: Arc<Frontdoor>,
-    graceful: Arc<GracefulShutdown>,
+    index: usize,
+    dispatcher: Arc<Dispatcher>,
     permits: Arc<Semaphore>,
     stop: CancellationToken,
 ) {
@@ -57,16 +114,22 @@ pub(crate) async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
-        let watcher = graceful.watcher();
-        let fd = Arc::clone(&fd);
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            let client = ClientInfo {
+        // Off this runtime's event loop: a worker registers it with its own.
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(err) => {
+                tracing::warn!(%err, %peer, "cannot hand over a client connection");
+                continue;
+            }
+        };
+        dispatcher
+            .dispatch(Accepted {
+                stream,
                 peer,
-                tls: tls.is_some(),
-            };
-            serve_connection(stream, tls, client, fd, watcher, permit).await;
-        });
+                listener: index,
+                permit,
+            })
+            .await;
     }
 }
 
@@ -81,25 +144,28 @@ impl Drop for OpenConnection {
     }
 }
 
-async fn serve_connection(
+/// Serves one client connection (on a data-plane worker) until it ends or is drained.
+pub(crate) async fn serve_connection(
     stream: TcpStream,
     tls: Option<TlsAcceptor>,
-    client: ClientInfo,
+    peer: SocketAddr,
     fd: Arc<Frontdoor>,
-    watcher: hyper_util::server::graceful::Watcher,
+    drain: CancellationToken,
     _permit: OwnedSemaphorePermit,
 ) {
     fd.stats.connections_open.fetch_add(1, Ordering::Relaxed);
     let _open = OpenConnection(Arc::clone(&fd));
     let limits = fd.routing.load().cfg.limits.clone();
+    let client = Arc::new(ClientInfo::new(peer, tls.is_some()));
     let service = {
         let fd = Arc::clone(&fd);
         service_fn(move |req| {
             let fd = Arc::clone(&fd);
+            let client = Arc::clone(&client);
             async move { Ok::<_, Infallible>(forward::handle(fd, client, req).await) }
         })
     };
-    match tls {
+    let ended = match tls {
         None => {
             // A client that connects and sends nothing is cut at the header timeout (the
             // HTTP/2 preface sniffing below would otherwise wait forever).
@@ -108,12 +174,20 @@ async fn serve_connection(
                 Ok(Ok(n)) if n > 0 => {}
                 _ => return,
             }
-            let builder = builder(&limits, None);
-            let conn = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .into_owned();
-            if let Err(err) = watcher.watch(conn).await {
-                tracing::debug!(%err, peer = %client.peer, "client connection ended with an error");
+            if first[0] == H2_PREFACE[0] {
+                // Perhaps HTTP/2 with prior knowledge (or POST, PUT, PATCH...): sniff.
+                let conn = builder(&limits, None)
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                    .into_owned();
+                until_drained(conn, &drain, |c| c.graceful_shutdown()).await
+            } else {
+                // Cannot be the HTTP/2 preface: HTTP/1 without the sniffing layer.
+                let conn = http1_builder(&limits)
+                    .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades();
+                until_drained(conn, &drain, |c| c.graceful_shutdown())
+                    .await
+                    .map_err(Into::into)
             }
         }
         Some(acceptor) => {
@@ -122,21 +196,45 @@ async fn serve_connection(
             let stream = match handshake.await {
                 Ok(Ok(s)) => s,
                 Ok(Err(err)) => {
-                    tracing::debug!(%err, peer = %client.peer, "TLS handshake failed");
+                    tracing::debug!(%err, %peer, "TLS handshake failed");
                     return;
                 }
                 Err(_) => return,
             };
-            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-            let builder = builder(&limits, Some(h2));
-            let conn = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .into_owned();
-            if let Err(err) = watcher.watch(conn).await {
-                tracing::debug!(%err, peer = %client.peer, "client connection ended with an error");
+            if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                let conn = builder(&limits, Some(true))
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                    .into_owned();
+                until_drained(conn, &drain, |c| c.graceful_shutdown()).await
+            } else {
+                let conn = http1_builder(&limits)
+                    .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades();
+                until_drained(conn, &drain, |c| c.graceful_shutdown())
+                    .await
+                    .map_err(Into::into)
             }
         }
+    };
+    if let Err(err) = ended {
+        tracing::debug!(%err, %peer, "client connection ended with an error");
     }
+}
+
+/// The first bytes of an HTTP/2 connection with prior knowledge (RFC 9113, 3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// HTTP/1 without the sniffing layer: `builder`'s settings, and the header limit checked
+/// exactly (`max_buf_size` alone lets a head through when one read fills the buffer past
+/// it; the sniffing builder has no such setting).
+fn http1_builder(limits: &Limits) -> hyper::server::conn::http1::Builder {
+    let mut b = hyper::server::conn::http1::Builder::new();
+    b.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        // Headers beyond this get 431 (validated >= 8192, hyper's minimum).
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .max_header_size(limits.max_header_bytes.max(8192));
+    b
 }
 
 /// `h2`: `None` sniffs the HTTP/2 preface; `Some` is the ALPN decision.

@@ -320,3 +320,40 @@ async fn shutdown_finishes_in_flight_requests_and_refuses_new_connections() {
     let after = request(addr, "GET", "/", &[], Bytes::new()).await;
     assert!(after.is_err(), "served after shutdown: {after:?}");
 }
+
+#[tokio::test]
+async fn connections_spread_evenly_over_the_workers_and_all_drain_on_shutdown() {
+    let a = Origin::start("a").await;
+    let mut cfg = config(&[("a", a.addr)]);
+    cfg.workers = 3;
+    let mut fd = Fd::start(cfg).await;
+    let addr = fd.addr;
+    // Six slow requests, each on its own connection: the balance puts two on each worker.
+    let slow: Vec<_> = (0..6)
+        .map(|_| {
+            tokio::spawn(
+                async move { request(addr, "GET", "/slow?ms=600", &[], Bytes::new()).await },
+            )
+        })
+        .collect();
+    fd.wait_origin("a", "busy with all six", |o| o.in_flight == 6)
+        .await;
+    let metrics = fd.metrics().await;
+    for worker in 0..3 {
+        let line = format!("geoha_frontdoor_worker_connections_open{{worker=\"{worker}\"}} 2\n");
+        assert!(metrics.contains(&line), "no {line:?} in\n{metrics}");
+    }
+    let run = fd.shutdown();
+    for s in slow {
+        let ans = s.await.unwrap().unwrap();
+        assert_eq!((ans.status, ans.text().as_str()), (200, "a"));
+    }
+    // `run` returns once every worker thread has ended.
+    tokio::time::timeout(Duration::from_secs(5), run)
+        .await
+        .expect("drain took too long")
+        .unwrap()
+        .unwrap();
+    let after = request(addr, "GET", "/", &[], Bytes::new()).await;
+    assert!(after.is_err(), "served after shutdown: {after:?}");
+}

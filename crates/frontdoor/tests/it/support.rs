@@ -411,6 +411,9 @@ pub(crate) fn config(origins: &[(&str, SocketAddr)]) -> Config {
         }],
         origin_groups: vec![group],
         drain_deadline: Duration::from_secs(5),
+        // More than one, so that every test crosses workers; fixed, so that a machine
+        // with many CPUs does not start dozens of threads per test.
+        workers: 2,
         ..Config::default()
     }
 }
@@ -490,6 +493,15 @@ impl Fd {
             .flat_map(|g| g.origins)
             .find(|o| o.name == name)
             .unwrap_or_else(|| panic!("no origin {name}"))
+    }
+
+    /// The Prometheus text of `/metrics`.
+    pub(crate) async fn metrics(&self) -> String {
+        let m = request(self.admin, "GET", "/metrics", &[], Bytes::new())
+            .await
+            .unwrap();
+        assert_eq!(m.status, 200, "{}", m.text());
+        m.text()
     }
 
     pub(crate) async fn admin_post(&self, path: &str, body: &str) -> Answer {
