@@ -359,9 +359,9 @@ impl Store {
                 Change::Link {
                     repo, kind, digest, ..
                 } => RepoName::parse(repo).map(|r| self.link_path(&r, *kind, digest)),
-                Change::Tag { repo, tag, .. } => {
-                    RepoName::parse(repo).map(|r| self.tag_path(&r, tag))
-                }
+                Change::Tag { repo, tag, .. } => RepoName::parse(repo)
+                    .filter(|_| crate::names::valid_tag(tag))
+                    .map(|r| self.tag_path(&r, tag)),
             };
             let Some(file) = file else { continue };
             for dir in file.ancestors().skip(1) {
