@@ -3,12 +3,16 @@
 # same client (skopeo), same generated images, filesystem storage, loopback.
 #   push/pull MB/s for 1, 10 and 100 MB layers; an image of 20 small layers;
 #   manifest GET by tag req/s (wrk); 8 concurrent pushes.
-# Usage: crates/registry/scripts/bench.sh [path/to/geoha] [path/to/docker-registry]
+# Usage: [ROUNDS=n] crates/registry/scripts/bench.sh [path/to/geoha] [path/to/docker-registry]
 # Build geoha with `cargo build --release` first: debug numbers mean nothing.
 # Prints one line per measurement and the ratio geoha/distribution (higher is better).
+# ROUNDS (default 1) repeats each push/pull with a fresh image per round, alternating
+# which registry goes first, and reports the median: a single 1 MB push on a busy
+# machine swings by a factor of two either way.
 set -eu
 GEOHA=${1:-target/release/geoha}
 DIST=${2:-/usr/bin/docker-registry}
+ROUNDS=${ROUNDS:-1}
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() {
@@ -59,10 +63,12 @@ open(f"{out}/oci-layout", "w").write('{"imageLayoutVersion":"1.0.0"}')
 PY
 }
 MB=$((1024 * 1024))
-mk_image "$WORK/img1" $((1 * MB))
-mk_image "$WORK/img10" $((10 * MB))
-mk_image "$WORK/img100" $((100 * MB))
-mk_image "$WORK/img20x" $(for _ in $(seq 20); do echo 65536; done)
+for r in $(seq 1 "$ROUNDS"); do
+    mk_image "$WORK/img1_$r" $((1 * MB))
+    mk_image "$WORK/img10_$r" $((10 * MB))
+    mk_image "$WORK/img100_$r" $((100 * MB))
+    mk_image "$WORK/img20x_$r" $(for _ in $(seq 20); do echo 65536; done)
+done
 for i in $(seq 1 8); do mk_image "$WORK/par$i" $((10 * MB)); done
 
 S="skopeo --insecure-policy"
@@ -75,18 +81,27 @@ report() { # name, unit, geoha value, dist value
 push() { $S copy -q --preserve-digests --dest-tls-verify=false "oci:$2:v1" "docker://$1/bench/$3:v1"; }
 pull() { rm -rf "$WORK/pull"; $S copy -q --src-tls-verify=false "docker://$1/bench/$2:v1" "dir:$WORK/pull"; }
 
+median() { python3 -c 'import statistics, sys; print(statistics.median(map(float, sys.argv[1:])))' "$@"; }
+
 for img in img1 img10 img100 img20x; do
-    bytes=$(du -sb "$WORK/$img/blobs" | cut -f1)
-    mbs=$(python3 -c "print($bytes / $MB)")
-    declare -A rate=()
-    for reg in "$G" "$D"; do
-        t0=$(now); push "$reg" "$WORK/$img" "$img"; t1=$(now)
-        rate[push$reg]=$(python3 -c "print($mbs / $(secs "$t0" "$t1"))")
-        t0=$(now); pull "$reg" "$img"; t1=$(now)
-        rate[pull$reg]=$(python3 -c "print($mbs / $(secs "$t0" "$t1"))")
+    declare -A rates=()
+    for r in $(seq 1 "$ROUNDS"); do
+        bytes=$(du -sb "$WORK/${img}_$r/blobs" | cut -f1)
+        mbs=$(python3 -c "print($bytes / $MB)")
+        order=("$G" "$D")
+        [ $((r % 2)) -eq 0 ] && order=("$D" "$G")
+        for reg in "${order[@]}"; do
+            t0=$(now); push "$reg" "$WORK/${img}_$r" "${img}_$r"; t1=$(now)
+            rates[push$reg]+=" $(python3 -c "print($mbs / $(secs "$t0" "$t1"))")"
+            t0=$(now); pull "$reg" "${img}_$r"; t1=$(now)
+            rates[pull$reg]+=" $(python3 -c "print($mbs / $(secs "$t0" "$t1"))")"
+        done
     done
-    report "push $img" MB/s "${rate[push$G]}" "${rate[push$D]}"
-    report "pull $img" MB/s "${rate[pull$G]}" "${rate[pull$D]}"
+    # shellcheck disable=SC2086 # word splitting of the rate lists is intended
+    for op in push pull; do
+        report "$op $img" MB/s "$(median ${rates[$op$G]})" "$(median ${rates[$op$D]})"
+    done
+    unset rates
 done
 
 declare -A par=()
@@ -102,6 +117,6 @@ report "8 concurrent pushes (10 MB each)" MB/s "${par[$G]}" "${par[$D]}"
 declare -A rps=()
 ACCEPT='Accept: application/vnd.oci.image.manifest.v1+json'
 for reg in "$G" "$D"; do
-    rps[$reg]=$(wrk -t2 -c16 -d5s -H "$ACCEPT" "http://$reg/v2/bench/img1/manifests/v1" | awk '/Requests\/sec/ {print $2}')
+    rps[$reg]=$(wrk -t2 -c16 -d5s -H "$ACCEPT" "http://$reg/v2/bench/img1_1/manifests/v1" | awk '/Requests\/sec/ {print $2}')
 done
 report "manifest GET by tag" req/s "${rps[$G]}" "${rps[$D]}"

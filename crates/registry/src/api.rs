@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 use crate::auth::{form_pairs, Action, Auth};
 use crate::digest::Digest;
 use crate::error::{OciCode, OciError};
-use crate::manifest::OCI_INDEX;
+use crate::manifest::{self, Accepted, Negotiated, OCI_INDEX};
 use crate::names::{valid_tag, RepoName};
 use crate::registry::{Reference, Registry};
 use crate::replicate::{self, PeerApi, Replication};
@@ -261,7 +261,13 @@ async fn dispatch(
         (Route::Manifest(name, r), m @ (Method::GET | Method::HEAD)) => {
             auth.authorize(headers, Some(&name), Action::Pull).await?;
             let reference = parse_reference(&r)?;
-            get_manifest(api, &name, &reference, m == Method::HEAD).await
+            let accepted = Accepted::parse(
+                headers
+                    .get_all(header::ACCEPT)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok()),
+            );
+            get_manifest(api, &name, &reference, &accepted, m == Method::HEAD).await
         }
         (Route::Manifest(name, r), Method::PUT) => {
             auth.authorize(headers, Some(&name), Action::Push).await?;
@@ -555,12 +561,48 @@ fn upload_accepted(name: &RepoName, id: &str, range: String, status: StatusCode)
 
 // === manifests ===
 
+/// `GET`/`HEAD` of a manifest, negotiated against the client's `Accept` header like
+/// distribution (see [`manifest::negotiate`]); no header, `*/*` or `application/*`
+/// admit every type, so the stored manifest is sent.
 async fn get_manifest(
     api: &Api,
     name: &RepoName,
     reference: &Reference,
+    accepted: &Accepted,
     head: bool,
 ) -> Result<Response, OciError> {
+    let (mut digest, mut media_type, mut bytes) = read_manifest(api, name, reference).await?;
+    let by_tag = matches!(reference, Reference::Tag(_));
+    if let Negotiated::PlatformImage(image) =
+        manifest::negotiate(&media_type, &bytes, accepted, by_tag)?
+    {
+        (digest, media_type, bytes) = read_manifest(api, name, &Reference::Digest(image)).await?;
+        manifest::check_platform_image(&media_type, accepted)?;
+    }
+    let hdrs = [
+        ("content-type", media_type),
+        ("docker-content-digest", digest.to_string()),
+        ("etag", format!("\"{digest}\"")),
+        ("content-length", bytes.len().to_string()),
+    ];
+    let body = if head {
+        Body::empty()
+    } else {
+        Body::from(bytes)
+    };
+    Ok(with_headers(
+        Response::builder().status(StatusCode::OK),
+        &hdrs,
+        body,
+    ))
+}
+
+/// A manifest's digest, media type and bytes, from here or (read-through) a peer.
+async fn read_manifest(
+    api: &Api,
+    name: &RepoName,
+    reference: &Reference,
+) -> Result<(Digest, String, Vec<u8>), OciError> {
     let found = match api.reg.find_manifest(name, reference).await? {
         Some(f) => Some(f),
         None => {
@@ -576,24 +618,8 @@ async fn get_manifest(
     let media_type = found
         .link
         .media_type
-        .clone()
         .unwrap_or_else(|| crate::manifest::OCI_MANIFEST.to_owned());
-    let hdrs = [
-        ("content-type", media_type),
-        ("docker-content-digest", found.digest.to_string()),
-        ("etag", format!("\"{}\"", found.digest)),
-        ("content-length", bytes.len().to_string()),
-    ];
-    let body = if head {
-        Body::empty()
-    } else {
-        Body::from(bytes)
-    };
-    Ok(with_headers(
-        Response::builder().status(StatusCode::OK),
-        &hdrs,
-        body,
-    ))
+    Ok((found.digest, media_type, bytes))
 }
 
 async fn put_manifest(

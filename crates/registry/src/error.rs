@@ -187,12 +187,13 @@ impl OciCode {
     }
 }
 
-/// An error answer: status, spec code, a detail for the client, and extra headers
-/// (`WWW-Authenticate`, `Range`).
+/// An error answer: status, spec code, a message (the code's own unless replaced), a
+/// detail for the client, and extra headers (`WWW-Authenticate`, `Range`).
 #[derive(Debug)]
 pub struct OciError {
     pub(crate) status: StatusCode,
     pub(crate) code: OciCode,
+    pub(crate) message: Option<&'static str>,
     pub(crate) detail: Option<String>,
     pub(crate) headers: Vec<(header::HeaderName, HeaderValue)>,
 }
@@ -202,9 +203,16 @@ impl OciError {
         OciError {
             status: code.default_status(),
             code,
+            message: None,
             detail: None,
             headers: Vec::new(),
         }
+    }
+
+    /// Replaces the code's generic message (where distribution words it differently).
+    pub(crate) fn message(mut self, message: &'static str) -> OciError {
+        self.message = Some(message);
+        self
     }
 
     pub(crate) fn detail(mut self, detail: impl Into<String>) -> OciError {
@@ -261,7 +269,7 @@ impl IntoResponse for OciError {
     fn into_response(self) -> Response {
         let mut entry = serde_json::json!({
             "code": self.code.as_str(),
-            "message": self.code.message(),
+            "message": self.message.unwrap_or(self.code.message()),
         });
         if let Some(detail) = self.detail {
             entry["detail"] = serde_json::Value::String(detail);

@@ -1,6 +1,8 @@
 //! Manifest validation: which media type a pushed manifest is, which blobs and
 //! manifests it references (checked before it is accepted), and its `subject` for the
-//! referrers API. The bytes themselves are stored verbatim; this only reads them.
+//! referrers API; and, on pull, what to answer a client whose `Accept` header does not
+//! admit the stored type ([`negotiate`]). The bytes themselves are stored verbatim;
+//! this only reads them.
 
 use serde_json::Value;
 
@@ -118,6 +120,138 @@ pub(crate) fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<ParsedMa
     Ok(parsed)
 }
 
+/// The manifest media types a request's `Accept` header admits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Accepted {
+    /// No `Accept` header (or an empty one), `*/*` or `application/*`.
+    Any,
+    /// Exactly these media types (lowercase, without parameters).
+    Only(Vec<String>),
+}
+
+impl Accepted {
+    /// Reads every `Accept` header value (each a comma-separated list). Parameters are
+    /// ignored, as distribution does, except `q=0`, which HTTP defines as "not
+    /// acceptable".
+    pub(crate) fn parse<'a>(values: impl IntoIterator<Item = &'a str>) -> Accepted {
+        let mut types = Vec::new();
+        let mut any_listed = false;
+        for value in values {
+            for item in value.split(',') {
+                let mut parts = item.split(';');
+                let essence = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+                if essence.is_empty() {
+                    continue;
+                }
+                any_listed = true;
+                let refused = parts.any(|p| {
+                    let p = p.trim();
+                    p.get(..2).is_some_and(|k| k.eq_ignore_ascii_case("q="))
+                        && p[2..].trim().parse::<f32>() == Ok(0.0)
+                });
+                if refused {
+                    continue;
+                }
+                if essence == "*/*" || essence == "application/*" {
+                    return Accepted::Any;
+                }
+                types.push(essence);
+            }
+        }
+        if any_listed {
+            Accepted::Only(types)
+        } else {
+            Accepted::Any
+        }
+    }
+
+    pub(crate) fn admits(&self, media_type: &str) -> bool {
+        match self {
+            Accepted::Any => true,
+            Accepted::Only(types) => types.iter().any(|t| t.eq_ignore_ascii_case(media_type)),
+        }
+    }
+}
+
+/// What to send for a stored manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Negotiated {
+    /// The stored manifest, as it is.
+    AsStored,
+    /// Instead of a Docker manifest list the client cannot take, its linux/amd64 image
+    /// manifest (which [`check_platform_image`] must then pass).
+    PlatformImage(Digest),
+}
+
+/// The platform distribution picks from a manifest list for a client without list
+/// support.
+const DEFAULT_OS: &str = "linux";
+const DEFAULT_ARCHITECTURE: &str = "amd64";
+
+/// Decides what to answer for a stored manifest whose type the client may not accept,
+/// as distribution's `GetManifest` (registry/handlers/manifests.go) does, schema 1
+/// aside: an OCI manifest or index the client does not accept is MANIFEST_UNKNOWN with
+/// distribution's message; a Docker manifest list asked for by tag becomes its
+/// linux/amd64 image; anything else is sent as stored (a Docker image manifest, which
+/// distribution no longer rewrites; a list asked for by digest, which nothing else may
+/// answer).
+pub(crate) fn negotiate(
+    media_type: &str,
+    bytes: &[u8],
+    accepted: &Accepted,
+    by_tag: bool,
+) -> Result<Negotiated, OciError> {
+    if accepted.admits(media_type) {
+        return Ok(Negotiated::AsStored);
+    }
+    match media_type {
+        OCI_MANIFEST => Err(OciError::new(OciCode::ManifestUnknown)
+            .message("OCI manifest found, but accept header does not support OCI manifests")),
+        OCI_INDEX => Err(OciError::new(OciCode::ManifestUnknown)
+            .message("OCI index found, but accept header does not support OCI indexes")),
+        DOCKER_LIST if by_tag => platform_image(bytes)
+            .map(Negotiated::PlatformImage)
+            .ok_or_else(|| {
+                OciError::new(OciCode::ManifestUnknown).detail(format!(
+                    "the manifest list has no {DEFAULT_OS}/{DEFAULT_ARCHITECTURE} image, \
+                     and the accept header does not support manifest lists"
+                ))
+            }),
+        _ => Ok(Negotiated::AsStored),
+    }
+}
+
+/// Whether the client takes the image manifest picked from a list for it.
+pub(crate) fn check_platform_image(media_type: &str, accepted: &Accepted) -> Result<(), OciError> {
+    if accepted.admits(media_type) {
+        return Ok(());
+    }
+    match media_type {
+        // distribution's words and code for this case.
+        DOCKER_MANIFEST => Err(OciError::new(OciCode::ManifestInvalid)
+            .message("Schema 2 manifest not supported by client")),
+        _ => Err(OciError::new(OciCode::ManifestUnknown)
+            .message("OCI manifest found, but accept header does not support OCI manifests")),
+    }
+}
+
+/// The digest of a list's first linux/amd64 entry.
+fn platform_image(list: &[u8]) -> Option<Digest> {
+    let doc: Value = serde_json::from_slice(list).ok()?;
+    doc.get("manifests")?
+        .as_array()?
+        .iter()
+        .find(|m| {
+            let platform = m.get("platform");
+            let field = |k: &str| platform.and_then(|p| p.get(k)).and_then(Value::as_str);
+            field("os") == Some(DEFAULT_OS) && field("architecture") == Some(DEFAULT_ARCHITECTURE)
+        })?
+        .get("digest")?
+        .as_str()?
+        .parse()
+        .ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +276,83 @@ mod tests {
             p.artifact_type.as_deref(),
             Some("application/vnd.oci.image.config.v1+json")
         );
+    }
+
+    #[test]
+    fn accept_headers() {
+        assert_eq!(Accepted::parse([]), Accepted::Any);
+        assert_eq!(Accepted::parse([""]), Accepted::Any);
+        assert_eq!(Accepted::parse(["text/html, */*;q=0.8"]), Accepted::Any);
+        assert_eq!(Accepted::parse(["application/*"]), Accepted::Any);
+        let a = Accepted::parse([
+            "application/vnd.docker.distribution.manifest.v2+json; q=0.9,  application/json",
+            "Application/VND.OCI.image.manifest.v1+json",
+            "application/vnd.oci.image.index.v1+json;q=0",
+        ]);
+        assert!(a.admits(DOCKER_MANIFEST));
+        assert!(a.admits(OCI_MANIFEST));
+        assert!(!a.admits(OCI_INDEX), "q=0 refuses");
+        assert!(!a.admits(DOCKER_LIST));
+        assert!(!Accepted::parse(["*/*;q=0"]).admits(OCI_MANIFEST));
+    }
+
+    #[test]
+    fn negotiation_follows_distribution() {
+        let docker_only = Accepted::parse([DOCKER_MANIFEST]);
+        let list = |platforms: &[(&str, &str, &str)]| {
+            serde_json::to_vec(&serde_json::json!({
+                "schemaVersion": 2, "mediaType": DOCKER_LIST,
+                "manifests": platforms.iter().map(|(os, arch, seed)| serde_json::json!({
+                    "mediaType": DOCKER_MANIFEST, "digest": d(seed), "size": 1,
+                    "platform": {"os": os, "architecture": arch}
+                })).collect::<Vec<_>>()
+            }))
+            .unwrap()
+        };
+        let multi = list(&[("linux", "arm64", "arm"), ("linux", "amd64", "amd")]);
+        let code = |r: Result<Negotiated, OciError>| r.unwrap_err().code();
+        assert_eq!(
+            code(negotiate(OCI_MANIFEST, b"{}", &docker_only, true)),
+            OciCode::ManifestUnknown
+        );
+        assert_eq!(
+            code(negotiate(OCI_INDEX, b"{}", &docker_only, false)),
+            OciCode::ManifestUnknown
+        );
+        assert_eq!(
+            negotiate(DOCKER_LIST, &multi, &docker_only, true).unwrap(),
+            Negotiated::PlatformImage(d("amd").parse().unwrap())
+        );
+        // By digest nothing but the list itself matches.
+        assert_eq!(
+            negotiate(DOCKER_LIST, &multi, &docker_only, false).unwrap(),
+            Negotiated::AsStored
+        );
+        let arm_only = list(&[("linux", "arm64", "arm")]);
+        assert_eq!(
+            code(negotiate(DOCKER_LIST, &arm_only, &docker_only, true)),
+            OciCode::ManifestUnknown
+        );
+        let oci_only = Accepted::parse([OCI_MANIFEST]);
+        assert_eq!(
+            negotiate(DOCKER_MANIFEST, b"{}", &oci_only, true).unwrap(),
+            Negotiated::AsStored
+        );
+        assert_eq!(
+            check_platform_image(DOCKER_MANIFEST, &oci_only)
+                .unwrap_err()
+                .code(),
+            OciCode::ManifestInvalid
+        );
+        assert!(check_platform_image(DOCKER_MANIFEST, &docker_only).is_ok());
+        for accepted in [Accepted::Any, Accepted::parse([OCI_INDEX, OCI_MANIFEST])] {
+            for t in [OCI_MANIFEST, OCI_INDEX] {
+                assert_eq!(
+                    negotiate(t, b"{}", &accepted, true).unwrap(),
+                    Negotiated::AsStored
+                );
+            }
+        }
     }
 
     #[test]

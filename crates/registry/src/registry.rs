@@ -13,7 +13,7 @@ use crate::manifest::{self, ParsedManifest};
 use crate::metrics::Metrics;
 use crate::names::RepoName;
 use crate::notify::{Notifier, NotifyEvent};
-use crate::store::{LinkKind, Store};
+use crate::store::{Durability, LinkKind, Store};
 use crate::tags::{Clock, LinkState, Stamp, TagHistory, TagVersion};
 use crate::upload::Uploads;
 
@@ -59,7 +59,7 @@ impl Registry {
             .blocking(move |store| {
                 let records = log.append(changes)?;
                 for r in records {
-                    apply(store, &r.change)?;
+                    apply_logged(store, &r.change)?;
                 }
                 Ok(())
             })
@@ -86,7 +86,7 @@ impl Registry {
                     }
                 }
             }
-            apply(&self.store, &r.change)?;
+            apply_logged(&self.store, &r.change)?;
         }
         Ok(records.len())
     }
@@ -94,7 +94,8 @@ impl Registry {
     /// Saves the clock's reading (before the log is compacted).
     pub(crate) fn save_clock(&self) -> Result<(), StoreError> {
         let path = self.store.root().join("replication").join("clock");
-        self.store.write_json(&path, &self.clock.last())
+        self.store
+            .write_json(&path, &self.clock.last(), Durability::Synced)
     }
 
     // === blobs ===
@@ -397,9 +398,21 @@ impl Registry {
     }
 }
 
-/// Applies one change to the store's files: a merge, so repeats and reorderings are
-/// harmless. A newly present manifest with a `subject` is indexed for the referrers API.
+/// Applies one change that is not in the local change log (received from a peer, read
+/// through, anti-entropy) to the store's files, durably: a merge, so repeats and
+/// reorderings are harmless. A newly present manifest with a `subject` is indexed for
+/// the referrers API.
 pub(crate) fn apply(store: &Store, change: &Change) -> Result<(), StoreError> {
+    apply_with(store, change, Durability::Synced)
+}
+
+/// Applies a change from the local change log: like [`apply`], but the files' names
+/// are left for the log to vouch for (see [`Durability::Logged`]).
+pub(crate) fn apply_logged(store: &Store, change: &Change) -> Result<(), StoreError> {
+    apply_with(store, change, Durability::Logged)
+}
+
+fn apply_with(store: &Store, change: &Change, durability: Durability) -> Result<(), StoreError> {
     match change {
         Change::Link {
             repo,
@@ -410,7 +423,7 @@ pub(crate) fn apply(store: &Store, change: &Change) -> Result<(), StoreError> {
             let Some(repo) = RepoName::parse(repo) else {
                 return Ok(());
             };
-            let merged = store.merge_link(&repo, *kind, digest, state)?;
+            let merged = store.merge_link(&repo, *kind, digest, state, durability)?;
             if *kind == LinkKind::Manifest && merged.is_some() {
                 index_referrer(store, &repo, digest, state)?;
             }
@@ -420,7 +433,7 @@ pub(crate) fn apply(store: &Store, change: &Change) -> Result<(), StoreError> {
                 return Ok(());
             };
             if crate::names::valid_tag(tag) {
-                store.merge_tag(&repo, tag, version.clone())?;
+                store.merge_tag(&repo, tag, version.clone(), durability)?;
             }
         }
     }

@@ -2,6 +2,11 @@
 //! `uploads/<id>/data` while it is hashed, so the digest is known the moment the last
 //! byte lands; finishing fsyncs the file and renames it into the blob store. A session
 //! survives a restart: its file is re-hashed the first time it is touched again.
+//!
+//! A session is not acknowledged data (a 202, not a 201), so nothing is fsynced before
+//! the commit: its files survive a process crash (they are in the page cache) but not
+//! necessarily a power loss, after which the client starts the upload again. The meta
+//! file still appears by rename, so a crash never leaves a torn one.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -15,7 +20,7 @@ use tokio::io::AsyncWriteExt as _;
 use crate::digest::{Algorithm, Digest, DigestHasher};
 use crate::error::{OciCode, OciError, StoreError};
 use crate::names::{new_upload_id, valid_upload_id, RepoName};
-use crate::store::{ensure_dir, read_json, Store};
+use crate::store::{read_json, Store};
 
 /// The open sessions of this process.
 #[derive(Debug)]
@@ -69,17 +74,24 @@ impl Uploads {
             repo: repo.as_str().to_owned(),
         };
         let data = dir.join("data");
-        let d2 = dir.clone();
-        self.store
+        let (d2, data2) = (dir.clone(), data.clone());
+        let file = self
+            .store
             .blocking(move |s| {
-                ensure_dir(&d2)?;
-                s.write_json(&d2.join("meta"), &meta)?;
-                std::fs::File::create(d2.join("data"))
-                    .map_err(StoreError::io("create", d2.join("data")))?;
-                Ok(())
+                std::fs::create_dir(&d2).map_err(StoreError::io("mkdir", &d2))?;
+                let meta = serde_json::to_vec(&meta).expect("a struct of strings serializes");
+                let tmp = s.tmp_path();
+                std::fs::write(&tmp, meta).map_err(StoreError::io("write", &tmp))?;
+                std::fs::rename(&tmp, d2.join("meta"))
+                    .map_err(StoreError::io("rename", d2.join("meta")))?;
+                std::fs::OpenOptions::new()
+                    .append(true)
+                    .create_new(true)
+                    .open(&data2)
+                    .map_err(StoreError::io("create", &data2))
             })
             .await?;
-        let file = open_append(&data).await?;
+        let file = buffered(tokio::fs::File::from_std(file));
         let session = Arc::new(tokio::sync::Mutex::new(Session {
             id: id.clone(),
             repo: repo.clone(),
@@ -151,13 +163,8 @@ impl Uploads {
         if session.finished {
             return Err(OciError::new(OciCode::BlobUploadUnknown));
         }
+        // Written, not yet synced: `commit_blob_file` syncs it.
         session.file.flush().await.map_err(OciError::internal)?;
-        session
-            .file
-            .get_mut()
-            .sync_all()
-            .await
-            .map_err(OciError::internal)?;
         let actual = if expected.algorithm() == Algorithm::Sha256 {
             session.hasher.clone().finish()
         } else {
@@ -286,7 +293,11 @@ async fn open_append(
         .open(path)
         .await
         .map_err(|e| OciError::internal(format!("open {}: {e}", path.display())))?;
-    Ok(tokio::io::BufWriter::with_capacity(1 << 20, file))
+    Ok(buffered(file))
+}
+
+fn buffered(file: tokio::fs::File) -> tokio::io::BufWriter<tokio::fs::File> {
+    tokio::io::BufWriter::with_capacity(1 << 20, file)
 }
 
 /// Hashes an existing data file (after a restart, or for a non-sha256 digest).

@@ -105,7 +105,8 @@ pub(crate) async fn peer_blob(
                 file.write_all(&data).await.map_err(OciError::internal)?;
             }
         }
-        file.sync_all().await.map_err(OciError::internal)?;
+        // Written, not yet synced: `commit_blob_file` syncs it.
+        file.flush().await.map_err(OciError::internal)?;
         if hasher.finish() != digest {
             return Err(OciError::new(OciCode::DigestInvalid));
         }

@@ -296,7 +296,8 @@ async fn keep_blob(
                 file.write_all(&data).await.map_err(|e| e.to_string())?;
             }
         }
-        file.sync_all().await.map_err(|e| e.to_string())?;
+        // Written, not yet synced: `commit_blob_file` syncs it.
+        file.flush().await.map_err(|e| e.to_string())?;
         if hasher.finish() != *digest {
             return Err(format!("{url}: body does not match {digest}"));
         }

@@ -43,7 +43,7 @@ use crate::error::{OciCode, OciError, StoreError};
 use crate::names::RepoName;
 use crate::peer_client::{PeerClient, PeerError, SECRET_HEADER};
 use crate::registry::{apply, FoundManifest, Reference, Registry};
-use crate::store::{LinkKind, Store};
+use crate::store::{Durability, LinkKind, Store};
 use crate::tags::{LinkState, TagHistory, TagVersion};
 
 const LINK_HEADER: &str = "geoha-link";

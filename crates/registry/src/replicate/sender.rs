@@ -23,8 +23,12 @@ pub(super) async fn compact_loop(
         let reg2 = Arc::clone(&reg);
         let compacted = reg
             .store
-            .blocking(move |_| {
+            .blocking(move |store| {
                 reg2.save_clock()?;
+                // The records about to go are what vouched for their files' names.
+                let base = reg2.log.base();
+                let dropped = reg2.log.after(base, upto.saturating_sub(base) as usize);
+                store.sync_logged(dropped.iter().map(|r| &r.change))?;
                 reg2.log.compact(upto)
             })
             .await;
@@ -99,7 +103,7 @@ async fn save_cursor(
 ) -> Result<(), StoreError> {
     let path = rep.cursor_dir.join(peer);
     reg.store
-        .blocking(move |s| s.write_atomic(&path, seq.to_string().as_bytes()))
+        .blocking(move |s| s.write_atomic(&path, seq.to_string().as_bytes(), Durability::Synced))
         .await
 }
 

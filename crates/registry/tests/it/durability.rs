@@ -50,6 +50,30 @@ async fn acknowledged_pushes_survive_a_restart_and_uploads_resume() {
 }
 
 #[tokio::test]
+async fn link_and_tag_names_lost_in_a_crash_come_back_from_the_change_log() {
+    // Link and tag files are renamed into place without a directory fsync: the change
+    // log, fsynced before the 201, vouches for them. Deleting them models a power loss
+    // that dropped those names; the restart's replay must bring them back.
+    let r = Replica::start("a").await;
+    let (d, bytes) = push_image(&r.base, "lost/names", "v1", "n").await;
+    let dir = std::sync::Arc::clone(&r.dir);
+    r.stop().await;
+    let repo = dir.path().join("data/repos/lost/names");
+    for sub in ["_layers", "_manifests", "_tags"] {
+        std::fs::remove_dir_all(repo.join(sub)).unwrap();
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let cfg = geoha_registry::Config::new("a", dir.path().join("data"));
+    let r = Replica::spawn(cfg, listener, addr, dir);
+    let got = get(&format!("{}/v2/lost/names/manifests/v1", r.base)).await;
+    assert_eq!(got.status, StatusCode::OK, "{got:?}");
+    assert_eq!(got.body, Bytes::from(bytes));
+    assert_eq!(got.header("docker-content-digest"), d);
+    r.stop().await;
+}
+
+#[tokio::test]
 async fn gc_removes_only_unreferenced_blobs_past_the_grace_period() {
     let r = Replica::start("a").await;
     let (m, _) = push_image(&r.base, "g", "v1", "kept").await;

@@ -448,6 +448,187 @@ async fn docker_schema2_manifest_and_index_with_child_check() {
     r.stop().await;
 }
 
+const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// GET (or HEAD) of a manifest with these `Accept` header values (one header each).
+async fn get_accepting(url: &str, method: Method, accept: &[&str]) -> Resp {
+    let headers: Vec<(&str, &str)> = accept.iter().map(|a| ("accept", *a)).collect();
+    send(method, url, &headers, Bytes::new()).await
+}
+
+/// Pushes a Docker schema2 image manifest by digest; returns its digest and bytes.
+async fn push_docker_image(base: &str, repo: &str, seed: &str) -> (String, Vec<u8>) {
+    let config = format!("{{\"seed\":\"{seed}\"}}");
+    let c = push_blob(base, repo, config.as_bytes()).await;
+    let m = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": DOCKER_MANIFEST,
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": c, "size": config.len()},
+        "layers": []
+    }))
+    .unwrap();
+    let d = sha256(&m);
+    let r = send(
+        Method::PUT,
+        &format!("{base}/v2/{repo}/manifests/{d}"),
+        &[("content-type", DOCKER_MANIFEST)],
+        m.clone(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    (d, m)
+}
+
+/// Pushes a manifest list or index under `tag`; returns its digest and bytes.
+async fn push_list(
+    base: &str,
+    repo: &str,
+    tag: &str,
+    media_type: &str,
+    children: &[(&str, &str, &str, &str)],
+) -> (String, Vec<u8>) {
+    let list = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": media_type,
+        "manifests": children.iter().map(|(child_type, digest, os, arch)| serde_json::json!({
+            "mediaType": child_type, "digest": digest, "size": 1,
+            "platform": {"os": os, "architecture": arch}
+        })).collect::<Vec<_>>()
+    }))
+    .unwrap();
+    let r = send(
+        Method::PUT,
+        &format!("{base}/v2/{repo}/manifests/{tag}"),
+        &[("content-type", media_type)],
+        list.clone(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    (sha256(&list), list)
+}
+
+#[tokio::test]
+async fn an_oci_manifest_or_index_the_client_does_not_accept_is_unknown() {
+    let r = Replica::start("a").await;
+    let (d, bytes) = push_image(&r.base, "neg", "v1", "neg").await;
+    for reference in ["v1", d.as_str()] {
+        let url = format!("{}/v2/neg/manifests/{reference}", r.base);
+        let refused = get_accepting(&url, Method::GET, &[DOCKER_MANIFEST, DOCKER_LIST]).await;
+        assert_eq!(refused.status, StatusCode::NOT_FOUND);
+        assert_eq!(refused.code(), "MANIFEST_UNKNOWN");
+        assert_eq!(
+            refused.json()["errors"][0]["message"],
+            "OCI manifest found, but accept header does not support OCI manifests"
+        );
+        let head = get_accepting(&url, Method::HEAD, &[DOCKER_MANIFEST]).await;
+        assert_eq!(head.status, StatusCode::NOT_FOUND);
+        assert!(head.body.is_empty());
+        // No Accept header, a wildcard, the type among others (any header, any
+        // spacing, parameters): the manifest as stored.
+        for accept in [
+            &[][..],
+            &["*/*"][..],
+            &["application/json, */*;q=0.1"][..],
+            &[
+                DOCKER_MANIFEST,
+                "application/vnd.oci.image.manifest.v1+json; q=0.5",
+            ][..],
+        ] {
+            let got = get_accepting(&url, Method::GET, accept).await;
+            assert_eq!(got.status, StatusCode::OK, "{accept:?}");
+            assert_eq!(got.body, Bytes::from(bytes.clone()));
+            let head = get_accepting(&url, Method::HEAD, accept).await;
+            assert_eq!(head.status, StatusCode::OK, "{accept:?}");
+            assert_eq!(head.header("docker-content-digest"), d);
+        }
+    }
+    let (index, _) = push_list(
+        &r.base,
+        "neg",
+        "multi",
+        OCI_INDEX,
+        &[(OCI_MANIFEST, &d, "linux", "amd64")],
+    )
+    .await;
+    let url = format!("{}/v2/neg/manifests/multi", r.base);
+    let refused = get_accepting(&url, Method::GET, &[OCI_MANIFEST]).await;
+    assert_eq!(refused.status, StatusCode::NOT_FOUND);
+    assert_eq!(refused.code(), "MANIFEST_UNKNOWN");
+    assert_eq!(
+        refused.json()["errors"][0]["message"],
+        "OCI index found, but accept header does not support OCI indexes"
+    );
+    let got = get_accepting(&url, Method::GET, &[OCI_MANIFEST, OCI_INDEX]).await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.header("docker-content-digest"), index);
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn a_docker_list_the_client_does_not_accept_becomes_its_linux_amd64_image() {
+    let r = Replica::start("a").await;
+    let (amd64, amd64_bytes) = push_docker_image(&r.base, "lists", "amd64").await;
+    let (arm64, _) = push_docker_image(&r.base, "lists", "arm64").await;
+    let (list, list_bytes) = push_list(
+        &r.base,
+        "lists",
+        "latest",
+        DOCKER_LIST,
+        &[
+            (DOCKER_MANIFEST, &arm64, "linux", "arm64"),
+            (DOCKER_MANIFEST, &amd64, "linux", "amd64"),
+        ],
+    )
+    .await;
+    let by_tag = format!("{}/v2/lists/manifests/latest", r.base);
+    for method in [Method::GET, Method::HEAD] {
+        let got = get_accepting(&by_tag, method.clone(), &[DOCKER_MANIFEST]).await;
+        assert_eq!(got.status, StatusCode::OK, "{method}");
+        assert_eq!(got.header("content-type"), DOCKER_MANIFEST);
+        assert_eq!(got.header("docker-content-digest"), amd64);
+        assert_eq!(got.header("content-length"), amd64_bytes.len().to_string());
+        if method == Method::GET {
+            assert_eq!(got.body, Bytes::from(amd64_bytes.clone()));
+        }
+    }
+    // Clients that take lists get the list.
+    let got = get_accepting(&by_tag, Method::GET, &[DOCKER_MANIFEST, DOCKER_LIST]).await;
+    assert_eq!(got.header("docker-content-digest"), list);
+    assert_eq!(got.body, Bytes::from(list_bytes.clone()));
+    // By digest, nothing but the list itself matches what was asked for.
+    let by_digest = format!("{}/v2/lists/manifests/{list}", r.base);
+    let got = get_accepting(&by_digest, Method::GET, &[DOCKER_MANIFEST]).await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.body, Bytes::from(list_bytes));
+    // The picked image must suit the client too (distribution's code and message).
+    let refused = get_accepting(&by_tag, Method::GET, &[OCI_MANIFEST]).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert_eq!(refused.code(), "MANIFEST_INVALID");
+    assert_eq!(
+        refused.json()["errors"][0]["message"],
+        "Schema 2 manifest not supported by client"
+    );
+    // No linux/amd64 image: unknown.
+    push_list(
+        &r.base,
+        "lists",
+        "arm",
+        DOCKER_LIST,
+        &[(DOCKER_MANIFEST, &arm64, "linux", "arm64")],
+    )
+    .await;
+    let url = format!("{}/v2/lists/manifests/arm", r.base);
+    let refused = get_accepting(&url, Method::GET, &[DOCKER_MANIFEST]).await;
+    assert_eq!(refused.status, StatusCode::NOT_FOUND);
+    assert_eq!(refused.code(), "MANIFEST_UNKNOWN");
+    // A Docker image manifest is sent whatever the client accepts (distribution no
+    // longer rewrites it as schema 1).
+    let url = format!("{}/v2/lists/manifests/{amd64}", r.base);
+    let got = get_accepting(&url, Method::GET, &[OCI_MANIFEST]).await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.header("content-type"), DOCKER_MANIFEST);
+    r.stop().await;
+}
+
 #[tokio::test]
 async fn tags_list_paginates_with_link() {
     let r = Replica::start("a").await;
