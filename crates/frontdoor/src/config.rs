@@ -137,6 +137,10 @@ pub struct RetryConfig {
     pub budget_percent: f64,
     /// ...plus this many per second, so that a quiet front door can still retry.
     pub min_retries_per_second: u32,
+    /// Also retry an idempotent request without a body on another origin when the
+    /// answer is a 5xx (Front Door does not; off by default). The 5xx still counts
+    /// against its origin, and is what the client gets if no other origin does better.
+    pub on_5xx: bool,
 }
 
 impl Default for RetryConfig {
@@ -145,6 +149,7 @@ impl Default for RetryConfig {
             max_attempts: 3,
             budget_percent: 20.0,
             min_retries_per_second: 10,
+            on_5xx: false,
         }
     }
 }

@@ -188,6 +188,9 @@ async fn forward(
     let mut tried: Vec<usize> = Vec::new();
     let mut failed: Vec<usize> = Vec::new();
     let mut last_err: Option<ForwardError> = None;
+    // A 5xx answer kept while another origin gets the request (`retry.on_5xx`): the
+    // client gets it if nothing better comes.
+    let mut held_5xx: Option<Response<ServedBody>> = None;
 
     while tried.len() < max_attempts {
         let now = Instant::now();
@@ -427,11 +430,28 @@ async fn forward(
                 let took = try_started.elapsed();
                 rt.stats.latency.observe(took);
                 rt.stats.recent_latency.observe(took);
-                if resp.status().is_server_error() {
+                let is_5xx = resp.status().is_server_error();
+                if is_5xx {
                     group.record_failure(index, FailureKind::Status5xx, Instant::now());
                 } else {
                     group.record_success(index);
                 }
+                // Another origin may answer well: an idempotent request with no body to
+                // resend, tries left, an untried origin, and a retry from the budget.
+                let retry_5xx = is_5xx
+                    && routing.cfg.retry.on_5xx
+                    && idempotent
+                    && body.is_empty()
+                    && !upgrade
+                    && alternative
+                    && tried.len() < max_attempts
+                    && {
+                        let granted = fd.budget.load().try_withdraw();
+                        if !granted {
+                            fd.stats.retries_denied.fetch_add(1, Ordering::Relaxed);
+                        }
+                        granted
+                    };
                 let set_cookie = group.cfg.session_affinity && pinned != Some(index);
                 if upgrade && resp.status() == StatusCode::SWITCHING_PROTOCOLS {
                     let origin_upgrade = hyper::upgrade::on(&mut resp);
@@ -464,7 +484,15 @@ async fn forward(
                     _in_flight: in_flight,
                 };
                 let body = OriginBody::new(incoming, Box::new(end)).boxed_unsync();
-                return Ok(Response::from_parts(rparts, body));
+                let response = Response::from_parts(rparts, body);
+                if retry_5xx {
+                    tracing::debug!(%reference, origin = %origin.cfg.name, "5xx: retrying elsewhere");
+                    fd.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    failed.push(index);
+                    held_5xx = Some(response);
+                    continue;
+                }
+                return Ok(response);
             }
             Err(err) => {
                 drop(in_flight);
@@ -530,6 +558,10 @@ async fn forward(
                 fd.stats.retries.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+    // A real answer from an origin beats an error made up here.
+    if let Some(response) = held_5xx {
+        return Ok(response);
     }
     Err(last_err.unwrap_or_else(|| ForwardError::NoOrigin {
         group: group.cfg.name.clone(),

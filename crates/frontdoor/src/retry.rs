@@ -121,6 +121,7 @@ mod tests {
             max_attempts: 3,
             budget_percent: percent,
             min_retries_per_second: min,
+            ..RetryConfig::default()
         })
     }
 

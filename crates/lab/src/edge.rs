@@ -175,7 +175,7 @@ pub fn frontdoor_config(
 ) -> Result<geoha_frontdoor::Config, String> {
     use geoha_frontdoor::{
         AdminConfig, Config, ListenerConfig, OriginConfig, OriginGroupConfig, Priority,
-        ProbeConfig, ProbeMethod, RouteConfig, TryTimeoutConfig, Weight,
+        ProbeConfig, ProbeMethod, RetryConfig, RouteConfig, TryTimeoutConfig, Weight,
     };
     let method = match plan.probe.method.as_str() {
         "GET" => ProbeMethod::Get,
@@ -234,6 +234,13 @@ pub fn frontdoor_config(
             origins,
             ..OriginGroupConfig::default()
         }],
+        // A replica answering 5xx (a bad version mid-rollout, an injected error burst)
+        // costs users nothing while another replica answers: GETs go elsewhere, paid by
+        // the retry budget, and the 5xx still counts against the replica.
+        retry: RetryConfig {
+            on_5xx: true,
+            ..RetryConfig::default()
+        },
         ..Config::default()
     };
     cfg.validate().map_err(|e| e.to_string())?;

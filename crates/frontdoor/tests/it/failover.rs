@@ -397,3 +397,74 @@ async fn a_fast_5xx_from_the_hedge_copy_does_not_beat_a_slow_good_answer() {
     // The copies went out and lost to the slower good answer.
     assert!(b.state.requests.load(std::sync::atomic::Ordering::Relaxed) >= 5);
 }
+
+#[tokio::test]
+async fn with_on_5xx_a_failing_origin_is_hidden_from_clients() {
+    let a = Origin::start("a").await;
+    let b = Origin::start("b").await;
+    b.set_mode(Mode::Status(500));
+    let mut cfg = config(&[("a", a.addr), ("b", b.addr)]);
+    cfg.retry.on_5xx = true;
+    let fd = Fd::start(cfg).await;
+    let by = spread(&fd, 40).await;
+    assert_eq!(
+        by.get("a"),
+        Some(&40),
+        "every GET answered by the good origin: {by:?}"
+    );
+    // b was tried (and ejected after its consecutive 5xx); its answers never reached a client.
+    assert!(b.state.requests.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    let report = fd.origin("b").await;
+    assert!(report.failures_by_kind["status_5xx"] >= 1, "{report:?}");
+    assert!(fd.metrics().await.contains("geoha_frontdoor_retries_total"));
+}
+
+#[tokio::test]
+async fn with_on_5xx_the_last_5xx_is_returned_when_no_origin_does_better() {
+    let a = Origin::start("a").await;
+    let b = Origin::start("b").await;
+    a.set_mode(Mode::Status(503));
+    b.set_mode(Mode::Status(500));
+    let mut cfg = config(&[("a", a.addr), ("b", b.addr)]);
+    cfg.retry.on_5xx = true;
+    let fd = Fd::start(cfg).await;
+    let answer = fd.get("/").await;
+    // An origin's own answer (its body names it), not a 502 made up by the front door.
+    assert!(
+        answer.status == 500 || answer.status == 503,
+        "{}",
+        answer.status
+    );
+    assert!(
+        answer.text() == "a" || answer.text() == "b",
+        "{}",
+        answer.text()
+    );
+    let tries = a.state.requests.load(std::sync::atomic::Ordering::Relaxed)
+        + b.state.requests.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(tries, 2, "one try per origin");
+}
+
+#[tokio::test]
+async fn on_5xx_never_retries_a_request_with_a_body_or_without_the_setting() {
+    let a = Origin::start("a").await;
+    let b = Origin::start("b").await;
+    a.set_mode(Mode::Status(500));
+    b.set_mode(Mode::Status(500));
+    let mut cfg = config(&[("a", a.addr), ("b", b.addr)]);
+    cfg.retry.on_5xx = true;
+    let fd = Fd::start(cfg).await;
+    let answer = request(fd.addr, "PUT", "/", &[], Bytes::from_static(b"payload"))
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 500);
+    let count = || {
+        a.state.requests.load(std::sync::atomic::Ordering::Relaxed)
+            + b.state.requests.load(std::sync::atomic::Ordering::Relaxed)
+    };
+    assert_eq!(count(), 1, "a PUT answered 5xx is not sent again");
+    // Front Door's contract by default: a GET answered 5xx is returned as it is.
+    let plain = Fd::start(config(&[("a", a.addr), ("b", b.addr)])).await;
+    assert_eq!(plain.get("/").await.status, 500);
+    assert_eq!(count(), 2);
+}
