@@ -87,6 +87,20 @@ impl Registry {
                 }
             }
             apply_logged(&self.store, &r.change)?;
+            // A crash between a manifest's link and its referrer index leaves the link
+            // unchanged for the replay above, which then indexes nothing: index every
+            // live manifest of the log again (`put_referrer` skips existing entries).
+            if let Change::Link {
+                repo,
+                kind: LinkKind::Manifest,
+                digest,
+                state,
+            } = &r.change
+            {
+                if let (true, Some(repo)) = (state.live(), RepoName::parse(repo)) {
+                    index_referrer(&self.store, &repo, digest, state)?;
+                }
+            }
         }
         Ok(records.len())
     }

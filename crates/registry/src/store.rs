@@ -430,7 +430,8 @@ impl Store {
         if path.exists() {
             return Ok(());
         }
-        // Synced even for a logged manifest: replay re-indexes only a link it changes.
+        // Synced even for a logged manifest: replay re-indexes the log's manifests, but
+        // compaction drops records, and the index must outlive them.
         self.write_json(&path, descriptor, Durability::Synced)
     }
 

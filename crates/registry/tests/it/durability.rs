@@ -74,6 +74,39 @@ async fn link_and_tag_names_lost_in_a_crash_come_back_from_the_change_log() {
 }
 
 #[tokio::test]
+async fn a_referrer_index_lost_in_a_crash_comes_back_from_the_change_log() {
+    // A crash after a manifest's link is written and before its referrer index is: the
+    // replay finds the link unchanged, and must still index the referrer.
+    let r = Replica::start("a").await;
+    let (subject, sbytes) = push_image(&r.base, "refs", "v1", "s").await;
+    let config = push_blob(&r.base, "refs", b"{}").await;
+    let m = image_manifest((&config, 2), &[], Some((&subject, sbytes.len())));
+    let d = sha256(&m);
+    let put = send(
+        Method::PUT,
+        &format!("{}/v2/refs/manifests/{d}", r.base),
+        &[("content-type", OCI_MANIFEST)],
+        m,
+    )
+    .await;
+    assert_eq!(put.status, StatusCode::CREATED, "{put:?}");
+    assert_eq!(referrers_of(&r.base, "refs", &subject).await, 1);
+    let dir = std::sync::Arc::clone(&r.dir);
+    r.stop().await;
+    std::fs::remove_dir_all(dir.path().join("data/repos/refs/_referrers")).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let cfg = geoha_registry::Config::new("a", dir.path().join("data"));
+    let r = Replica::spawn(cfg, listener, addr, dir);
+    assert_eq!(
+        referrers_of(&r.base, "refs", &subject).await,
+        1,
+        "the referrer came back"
+    );
+    r.stop().await;
+}
+
+#[tokio::test]
 async fn gc_removes_only_unreferenced_blobs_past_the_grace_period() {
     let r = Replica::start("a").await;
     let (m, _) = push_image(&r.base, "g", "v1", "kept").await;
@@ -195,4 +228,13 @@ async fn requests_over_the_limit_are_shed_with_429() {
     })
     .await;
     r.stop().await;
+}
+
+/// How many referrers the registry at `base` lists for `subject` in `repo`.
+async fn referrers_of(base: &str, repo: &str, subject: &str) -> usize {
+    get(&format!("{base}/v2/{repo}/referrers/{subject}"))
+        .await
+        .json()["manifests"]
+        .as_array()
+        .map_or(0, Vec::len)
 }
