@@ -50,6 +50,9 @@ pub struct Config {
     /// Chaos: answer this share (0..=1) of `/default/` requests with 500; probes stay
     /// healthy, so only live traffic notices (drills, rollout tests of a bad version).
     pub inject_errors: f64,
+    /// Chaos: answer `/default/` only after this long (a "slow version"); probes stay
+    /// fast.
+    pub inject_latency: Duration,
 }
 
 impl Config {
@@ -62,6 +65,7 @@ impl Config {
             drain_deadline: Duration::from_secs(5),
             access_log: false,
             inject_errors: 0.0,
+            inject_latency: Duration::ZERO,
         }
     }
 }
@@ -107,7 +111,8 @@ pub async fn run(
 
     let app = routes::router(
         routes::Shared::new(card, drain.clone(), Arc::clone(&metrics), cfg.access_log)
-            .with_injected_failures(cfg.inject_errors),
+            .with_injected_failures(cfg.inject_errors)
+            .with_injected_latency(cfg.inject_latency),
     );
 
     tracing::info!(%addr, region = %cfg.identity.region, zone = %cfg.identity.zone,

@@ -37,6 +37,8 @@ pub struct Shared {
     pub identity_headers: Arc<IdentityHeaders>,
     /// Injected failures (chaos drills, rollout tests); none by default.
     pub injected: Arc<InjectedFailures>,
+    /// Injected delay before `/default/` answers; zero by default.
+    pub injected_latency: std::time::Duration,
 }
 
 /// Answers a fixed share of `/default/` requests with 500, spread evenly (request `n`
@@ -83,7 +85,14 @@ impl Shared {
             access_log,
             identity_headers,
             injected: Arc::new(InjectedFailures::default()),
+            injected_latency: std::time::Duration::ZERO,
         }
+    }
+
+    /// Answers `/default/` only after `delay` (a slow version for rollout tests).
+    pub fn with_injected_latency(mut self, delay: std::time::Duration) -> Self {
+        self.injected_latency = delay;
+        self
     }
 
     /// Answers this share of `/default/` requests with 500 (see [`InjectedFailures`]).
@@ -193,6 +202,7 @@ async fn observe(State(shared): State<Shared>, req: Request, next: Next) -> Resp
 #[utoipa::path(get, path = "/default/", tag = "default",
     responses((status = 200, description = "The replica that answered", body = crate::identity::IdentityCard)))]
 pub(crate) async fn default_slash(State(shared): State<Shared>) -> Response {
+    injected_delay(&shared).await;
     identity_response(&shared)
 }
 
@@ -200,7 +210,14 @@ pub(crate) async fn default_slash(State(shared): State<Shared>) -> Response {
 #[utoipa::path(get, path = "/default", tag = "default",
     responses((status = 200, description = "The replica that answered", body = crate::identity::IdentityCard)))]
 pub(crate) async fn default_bare(State(shared): State<Shared>) -> Response {
+    injected_delay(&shared).await;
     identity_response(&shared)
+}
+
+async fn injected_delay(shared: &Shared) {
+    if !shared.injected_latency.is_zero() {
+        tokio::time::sleep(shared.injected_latency).await;
+    }
 }
 
 async fn swagger_page() -> impl IntoResponse {

@@ -95,6 +95,9 @@ pub struct OriginReport {
     /// Failed tries by kind (the `kind` label of `geoha_frontdoor_origin_failures_total`).
     #[serde(default)]
     pub failures_by_kind: std::collections::BTreeMap<String, u64>,
+    /// Times to response headers of its answered tries so far (the metric's buckets).
+    #[serde(default)]
+    pub latency: crate::metrics::LatencySnapshot,
     /// Share of the group's tries over the last 10 s (0..1).
     pub share: f64,
     /// Tries in flight.
@@ -343,6 +346,7 @@ fn origins_report(fd: &Frontdoor) -> OriginsReport {
                             recent as f64 / total as f64
                         },
                         in_flight: o.rt.stats.in_flight.load(Ordering::Relaxed),
+                        latency: o.rt.stats.latency.snapshot(),
                         try_timeout_ms: g
                             .cfg
                             .try_timeout

@@ -58,6 +58,7 @@ pub use config::{
 };
 pub use error::{ForwardError, FrontdoorError};
 pub use forward::{HOPS_HEADER, REF_HEADER};
+pub use metrics::LatencySnapshot;
 
 use crate::dataplane::{DataPlane, WorkerLoad};
 use crate::metrics::FrontdoorStats;

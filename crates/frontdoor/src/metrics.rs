@@ -70,6 +70,37 @@ const BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+/// Times to response headers of an origin's answered tries so far, as the metric's
+/// buckets: `(upper bound in seconds, answers at or below it)`, cumulative.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LatencySnapshot {
+    /// Answers observed.
+    pub count: u64,
+    /// Their total time, seconds.
+    pub sum_seconds: f64,
+    /// `(le, cumulative count)`; answers above the last bound count only in `count`.
+    pub buckets: Vec<(f64, u64)>,
+}
+
+impl LatencySnapshot {
+    /// The upper bound of the bucket holding the `q` quantile of the answers between
+    /// `earlier` and `self` (`None` without answers; infinity past the last bucket).
+    pub fn quantile_since(&self, earlier: &LatencySnapshot, q: f64) -> Option<f64> {
+        let n = self.count.saturating_sub(earlier.count);
+        if n == 0 {
+            return None;
+        }
+        let want = (q * n as f64).ceil().max(1.0) as u64;
+        for (i, (le, c)) in self.buckets.iter().enumerate() {
+            let before = earlier.buckets.get(i).map_or(0, |b| b.1);
+            if c.saturating_sub(before) >= want {
+                return Some(*le);
+            }
+        }
+        Some(f64::INFINITY)
+    }
+}
+
 /// A fixed-bucket latency histogram.
 #[derive(Debug, Default)]
 pub struct LatencyHistogram {
@@ -88,6 +119,24 @@ impl LatencyHistogram {
         self.count.fetch_add(1, Ordering::Relaxed);
         self.sum_micros
             .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// The histogram now, for the admin API (a client diffs two to judge a window).
+    pub fn snapshot(&self) -> LatencySnapshot {
+        let mut cumulative = 0;
+        let buckets = BUCKETS
+            .iter()
+            .enumerate()
+            .map(|(i, le)| {
+                cumulative += self.buckets[i].load(Ordering::Relaxed);
+                (*le, cumulative)
+            })
+            .collect();
+        LatencySnapshot {
+            count: self.count.load(Ordering::Relaxed),
+            sum_seconds: self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            buckets,
+        }
     }
 
     fn render(&self, out: &mut String, name: &str, labels: &str) {
@@ -540,6 +589,34 @@ mod tests {
         assert_eq!(c.sum(Instant::now()), 1);
         tokio::time::advance(Duration::from_secs(10)).await;
         assert_eq!(c.sum(Instant::now()), 0);
+    }
+
+    #[test]
+    fn a_window_quantile_comes_from_two_snapshots() {
+        let h = LatencyHistogram::default();
+        for _ in 0..100 {
+            h.observe(Duration::from_millis(1));
+        }
+        let before = h.snapshot();
+        assert_eq!(
+            before.quantile_since(&before, 0.99),
+            None,
+            "no answers in the window"
+        );
+        for _ in 0..98 {
+            h.observe(Duration::from_millis(2));
+        }
+        h.observe(Duration::from_millis(400));
+        h.observe(Duration::from_millis(400));
+        let after = h.snapshot();
+        // The window's 100 answers: 98 at 2 ms, 2 at 400 ms; the early 1 ms ones do not count.
+        let p99 = after.quantile_since(&before, 0.99).unwrap();
+        assert!((0.25..=0.5).contains(&p99), "{p99}");
+        let p50 = after.quantile_since(&before, 0.5).unwrap();
+        assert!(p50 <= 0.0025, "{p50}");
+        h.observe(Duration::from_secs(100));
+        let past = h.snapshot();
+        assert_eq!(past.quantile_since(&after, 0.99), Some(f64::INFINITY));
     }
 
     #[test]

@@ -43,6 +43,10 @@ pub struct DeployRequest {
     /// Largest share of failed tries (connect errors, timeouts, 5xx) during the bake.
     #[serde(default = "default_max_error_rate")]
     pub max_error_rate: f64,
+    /// Largest p99 time to response headers of a new replica's answered tries during
+    /// the bake (ms; judged at the front door's histogram bucket bounds).
+    #[serde(default = "default_max_p99_ms")]
+    pub max_p99_ms: u64,
 }
 
 fn default_ready_ms() -> u64 {
@@ -53,6 +57,9 @@ fn default_bake_ms() -> u64 {
 }
 fn default_max_error_rate() -> f64 {
     0.01
+}
+fn default_max_p99_ms() -> u64 {
+    1_000
 }
 
 impl DeployRequest {
@@ -85,6 +92,9 @@ impl DeployRequest {
         }
         if self.bake_ms > 600_000 {
             return Err("bake_ms must be at most 600000".into());
+        }
+        if self.max_p99_ms == 0 || self.max_p99_ms > 600_000 {
+            return Err("max_p99_ms must be 1..=600000".into());
         }
         Ok(())
     }
@@ -337,8 +347,17 @@ fn new_launch(current: &Launch, req: &DeployRequest) -> Launch {
 /// another origin answered first (a latency signal, and a cold new replica loses a few
 /// on a busy machine); counting it rolled back good versions. Timeouts still count.
 fn judged_failures(o: &OriginView) -> u64 {
-    o.failures_total
-        .saturating_sub(o.failures_by_kind.get("hedge_lost").copied().unwrap_or(0))
+    o.failures_total.saturating_sub(hedges_lost(o))
+}
+
+fn hedges_lost(o: &OriginView) -> u64 {
+    o.failures_by_kind.get("hedge_lost").copied().unwrap_or(0)
+}
+
+/// More than half of a new replica's tries (at least 5) lost to a hedge: its answers
+/// come later than the other replicas' (a cold start loses a few, not half).
+fn slower_than_peers(lost: u64, tries: u64) -> bool {
+    lost >= 5 && lost * 2 > tries
 }
 
 async fn origin(lab: &LabInner, name: &str) -> Option<OriginView> {
@@ -457,8 +476,18 @@ async fn replace_one(
     } else {
         failed as f64 / tries as f64
     };
+    let lost = hedges_lost(&after).saturating_sub(hedges_lost(&before));
+    let p99 = after.latency.quantile_since(&before.latency, 0.99);
     let st = slot.supervisor.status();
-    let detail = format!("{failed} of {tries} tries failed ({:.2}%)", rate * 100.0);
+    let mut detail = format!("{failed} of {tries} tries failed ({:.2}%)", rate * 100.0);
+    match p99 {
+        Some(p) if p.is_finite() => detail.push_str(&format!(", p99 <= {:.0} ms", p * 1000.0)),
+        Some(_) => detail.push_str(", p99 over 30 s"),
+        None => {}
+    }
+    if lost > 0 {
+        detail.push_str(&format!(", {lost} lost to a hedge"));
+    }
     if judge {
         if st.restarts > restarts_before || st.state != ProcessState::Running {
             return Err(format!("it died during the bake ({detail})"));
@@ -469,6 +498,17 @@ async fn replace_one(
                 req.max_error_rate * 100.0
             ));
         }
+        if p99.is_some_and(|p| p * 1000.0 > req.max_p99_ms as f64) {
+            return Err(format!(
+                "p99 over the limit of {} ms: {detail}",
+                req.max_p99_ms
+            ));
+        }
+        // Slow answers rarely arrive at all: a hedge to another replica wins first, so
+        // a slow version shows as lost hedges rather than as latency.
+        if slower_than_peers(lost, tries) {
+            return Err(format!("slower than the other replicas: {detail}"));
+        }
     }
     log.step(name, "bake ok", detail);
     Ok(())
@@ -477,6 +517,14 @@ async fn replace_one(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn losing_most_hedges_is_a_slow_version_a_few_is_a_cold_start() {
+        assert!(!slower_than_peers(1, 34));
+        assert!(!slower_than_peers(4, 4), "too few tries to judge");
+        assert!(slower_than_peers(30, 34));
+        assert!(!slower_than_peers(10, 30));
+    }
 
     #[test]
     fn a_bake_does_not_count_lost_hedges_as_errors() {

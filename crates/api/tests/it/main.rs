@@ -342,3 +342,24 @@ async fn in_flight_request_finishes_during_drain() {
         "new connections are refused after the drain"
     );
 }
+
+#[tokio::test]
+async fn injected_latency_slows_default_but_not_probes() {
+    let mut cfg = Config::for_identity(identity());
+    cfg.inject_latency = Duration::from_millis(200);
+    let svc = start(cfg).await;
+    let t = std::time::Instant::now();
+    assert_eq!(request(svc.addr, "GET", "/readyz").await.status, 200);
+    assert!(
+        t.elapsed() < Duration::from_millis(150),
+        "{:?}",
+        t.elapsed()
+    );
+    let t = std::time::Instant::now();
+    assert_eq!(request(svc.addr, "GET", "/default/").await.status, 200);
+    assert!(
+        t.elapsed() >= Duration::from_millis(200),
+        "{:?}",
+        t.elapsed()
+    );
+}

@@ -62,6 +62,10 @@ pub(crate) struct ApiArgs {
         value_name = "SHARE"
     )]
     inject_errors: f64,
+    /// Chaos: answer /default/ only after this long while probes stay fast (a "slow
+    /// version"; `GEOHA_INJECT_LATENCY` in the environment), e.g. 300ms.
+    #[arg(long, env = "GEOHA_INJECT_LATENCY", value_parser = humantime::parse_duration, value_name = "DUR")]
+    inject_latency: Option<Duration>,
 }
 
 impl ApiArgs {
@@ -115,6 +119,7 @@ impl ApiArgs {
                 drain_deadline: self.drain_deadline,
                 access_log: self.access_log,
                 inject_errors: self.inject_errors,
+                inject_latency: self.inject_latency.unwrap_or_default(),
             },
             listen,
         ))

@@ -456,6 +456,9 @@ pub(crate) struct DeployArgs {
     /// Largest share of failed tries on a new replica during its bake (0..1).
     #[arg(long, default_value_t = 0.01)]
     max_error_rate: f64,
+    /// Largest p99 time to response headers of a new replica's answers during its bake.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    max_p99: Duration,
     /// Control API URL [default: from the state file].
     #[arg(long)]
     control: Option<String>,
@@ -479,6 +482,7 @@ pub(crate) fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
         ready_timeout_ms: args.ready_timeout.as_millis() as u64,
         bake_ms: args.bake.as_millis() as u64,
         max_error_rate: args.max_error_rate,
+        max_p99_ms: args.max_p99.as_millis().min(u128::from(u64::MAX)) as u64,
     };
     req.validate().map_err(BadInput)?;
     let (addr, token) = control_target(args.control, args.token)?;
