@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tag="${1:-geoha:dev}"
-RUSTFLAGS="-C target-feature=+crt-static" \
+RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
   cargo build --profile image --target x86_64-unknown-linux-gnu -p geoha >&2
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import sys,json; print(json.load(sys.stdin)["target_directory"])')
 ctx=$(mktemp -d); trap 'rm -rf "$ctx"' EXIT

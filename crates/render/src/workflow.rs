@@ -114,7 +114,7 @@ jobs:
 
       - name: Build the static binary
         run: |
-          RUSTFLAGS="-C target-feature=+crt-static" \
+          RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
             cargo build --profile image --locked --target x86_64-unknown-linux-gnu -p geoha
 
       - name: Sign in to Azure (OIDC, no stored secret)
