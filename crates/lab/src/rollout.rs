@@ -346,12 +346,13 @@ fn new_launch(current: &Launch, req: &DeployRequest) -> Launch {
 /// Requests a new replica answers directly before it takes traffic.
 const DIRECT_TRIES: usize = 10;
 
-/// The 90th percentile of [`DIRECT_TRIES`] sequential `GET /default/` sent to `addr`;
-/// a request that takes longer than twice `limit` (at least 200 ms) counts as that long.
+/// The 90th percentile of [`DIRECT_TRIES`] sequential `GET /default/` sent to `addr`,
+/// and whether it is a cut-off: a request that takes longer than twice `limit` (at least
+/// 200 ms) is abandoned and counts as that long.
 async fn direct_answer_time(
     addr: std::net::SocketAddr,
     limit: Duration,
-) -> Result<Duration, String> {
+) -> Result<(Duration, bool), String> {
     let bound = (limit * 2).max(Duration::from_millis(200));
     let mut times = Vec::with_capacity(DIRECT_TRIES);
     for _ in 0..DIRECT_TRIES {
@@ -365,7 +366,8 @@ async fn direct_answer_time(
         }
     }
     times.sort();
-    Ok(times[DIRECT_TRIES * 9 / 10 - 1])
+    let p90 = times[DIRECT_TRIES * 9 / 10 - 1];
+    Ok((p90, p90 >= bound))
 }
 
 /// The failed tries a bake judges: every kind but `hedge_lost`. A lost hedge means
@@ -469,9 +471,10 @@ async fn replace_one(
     // (the front door would hide a slow replica behind hedges, and eject it after a few
     // tries, leaving the bake too little to judge). Status codes are judged by the bake.
     let limit = Duration::from_millis(req.max_p99_ms);
-    let p90 = direct_answer_time(r.addr, limit).await?;
+    let (p90, cut) = direct_answer_time(r.addr, limit).await?;
     let timed = format!(
-        "{DIRECT_TRIES} GET /default/ sent to it directly: p90 {:.1} ms",
+        "{DIRECT_TRIES} GET /default/ sent to it directly: p90 {}{:.1} ms",
+        if cut { "over " } else { "" },
         p90.as_secs_f64() * 1000.0
     );
     if judge && p90 > limit {
