@@ -141,6 +141,16 @@ pub enum PartitionMode {
     Refuse,
 }
 
+impl PartitionMode {
+    /// The wire name (`blackhole`, `refuse`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PartitionMode::Blackhole => "blackhole",
+            PartitionMode::Refuse => "refuse",
+        }
+    }
+}
+
 /// A fault as the control API receives it (`POST /v1/faults`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -260,5 +270,11 @@ mod tests {
             serde_json::from_str(r#"{"action":"partition","target":"registry:a","mode":"refuse"}"#)
                 .unwrap();
         assert_eq!(req.mode, Some(PartitionMode::Refuse));
+        for m in [PartitionMode::Blackhole, PartitionMode::Refuse] {
+            assert_eq!(
+                serde_json::to_value(m).unwrap(),
+                serde_json::Value::String(m.as_str().into())
+            );
+        }
     }
 }

@@ -92,9 +92,6 @@ pub struct OriginReport {
     pub requests_total: u64,
     /// Failed tries.
     pub failures_total: u64,
-    /// Times passive health ejected it.
-    #[serde(default)]
-    pub ejections_total: u64,
     /// Failed tries by kind (the `kind` label of `geoha_frontdoor_origin_failures_total`).
     #[serde(default)]
     pub failures_by_kind: std::collections::BTreeMap<String, u64>,
@@ -350,7 +347,6 @@ fn origins_report(fd: &Frontdoor) -> OriginsReport {
                         },
                         in_flight: o.rt.stats.in_flight.load(Ordering::Relaxed),
                         latency: o.rt.stats.latency.snapshot(),
-                        ejections_total: o.rt.stats.ejections.load(Ordering::Relaxed),
                         try_timeout_ms: g
                             .cfg
                             .try_timeout

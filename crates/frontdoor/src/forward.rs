@@ -445,13 +445,7 @@ async fn forward(
                     && !upgrade
                     && alternative
                     && tried.len() < max_attempts
-                    && {
-                        let granted = fd.budget.load().try_withdraw();
-                        if !granted {
-                            fd.stats.retries_denied.fetch_add(1, Ordering::Relaxed);
-                        }
-                        granted
-                    };
+                    && withdraw_retry(fd, reference);
                 let set_cookie = group.cfg.session_affinity && pinned != Some(index);
                 if upgrade && resp.status() == StatusCode::SWITCHING_PROTOCOLS {
                     let origin_upgrade = hyper::upgrade::on(&mut resp);
@@ -550,9 +544,7 @@ async fn forward(
                 if !may_retry || tried.len() >= max_attempts {
                     break;
                 }
-                if !retry_granted && !fd.budget.load().try_withdraw() {
-                    fd.stats.retries_denied.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(%reference, "retry refused by the retry budget");
+                if !retry_granted && !withdraw_retry(fd, reference) {
                     break;
                 }
                 fd.stats.retries.fetch_add(1, Ordering::Relaxed);
@@ -566,6 +558,16 @@ async fn forward(
     Err(last_err.unwrap_or_else(|| ForwardError::NoOrigin {
         group: group.cfg.name.clone(),
     }))
+}
+
+/// Takes a retry from the budget; a refusal is counted (and logged).
+fn withdraw_retry(fd: &Frontdoor, reference: &RequestRef) -> bool {
+    let granted = fd.budget.load().try_withdraw();
+    if !granted {
+        fd.stats.retries_denied.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(%reference, "retry refused by the retry budget");
+    }
+    granted
 }
 
 /// How one try failed.

@@ -38,9 +38,6 @@ pub struct OriginView {
     /// Failed tries by kind (`hedge_lost`, `status_5xx`, ...).
     #[serde(default)]
     pub failures_by_kind: std::collections::BTreeMap<String, u64>,
-    /// Times passive health ejected it.
-    #[serde(default)]
-    pub ejections_total: u64,
     /// Times to response headers of its answered tries so far.
     #[serde(default)]
     pub latency: geoha_frontdoor::LatencySnapshot,

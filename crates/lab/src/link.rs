@@ -70,10 +70,8 @@ impl LinkFaults {
         if self.error_rate > 0.0 {
             out.push(format!("error-rate {:.0}%", self.error_rate * 100.0));
         }
-        match self.partition {
-            Some(PartitionMode::Blackhole) => out.push("partition (blackhole)".into()),
-            Some(PartitionMode::Refuse) => out.push("partition (refuse)".into()),
-            None => {}
+        if let Some(mode) = self.partition {
+            out.push(format!("partition ({})", mode.as_str()));
         }
         out
     }

@@ -83,10 +83,8 @@ impl LabRegistry {
         if !self.is_up() {
             out.push("killed".to_string());
         }
-        match self.partition() {
-            Some(PartitionMode::Blackhole) => out.push("partition (blackhole)".into()),
-            Some(PartitionMode::Refuse) => out.push("partition (refuse)".into()),
-            None => {}
+        if let Some(mode) = self.partition() {
+            out.push(format!("partition ({})", mode.as_str()));
         }
         out
     }
@@ -258,11 +256,7 @@ impl LabRegistries {
                 return Some(own);
             }
         }
-        for r in self
-            .replicas
-            .iter()
-            .filter(|r| Some(r.region.as_str()) != own.map(|o| o.region.as_str()))
-        {
+        for r in self.replicas.iter().filter(|r| r.region != region) {
             if r.serves(name, digest).await {
                 tracing::warn!(region, from = %r.region, "the region's registry replica does not serve {digest}: pulling from another");
                 return Some(r);

@@ -661,8 +661,20 @@ fn a_partitioned_registry_replica_misses_pushes_until_healed() {
     assert_eq!(code, 64, "{err}");
 }
 
-#[test]
-fn deploy_of_a_version_that_answers_5xx_is_rolled_back_by_its_error_rate() {
+/// A "bad version" deployed under steady load: the same binary through a wrapper that
+/// adds `chaos` flags to `geoha api` (its probes stay healthy and fast).
+struct BadDeploy {
+    lab: TestLab,
+    _topo: tempfile::TempDir,
+    code: i32,
+    out: String,
+    err: String,
+    versions_before: Vec<(String, String)>,
+    ok: u64,
+    failed: u64,
+}
+
+fn deploy_bad_version(chaos: &str, version: &str, deploy_flags: &[&str]) -> BadDeploy {
     let (lab, topo) = small_lab();
     lab.wait_status("healthy", Duration::from_secs(10), |s| {
         s["replicas"]
@@ -671,93 +683,76 @@ fn deploy_of_a_version_that_answers_5xx_is_rolled_back_by_its_error_rate() {
             .iter()
             .all(|r| r["healthy"] == true)
     });
-    // A "bad version": the same binary, answering 500 to every /default/ while its
-    // probes stay healthy, so only live traffic during the bake can catch it.
     let script = topo.path().join("bad-version.sh");
     std::fs::write(
         &script,
         format!(
-            "#!/bin/sh\nexec '{}' \"$@\" --inject-errors 1\n",
+            "#!/bin/sh\nexec '{}' \"$@\" {chaos}\n",
             env!("CARGO_BIN_EXE_geoha")
         ),
     )
     .unwrap();
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let before = versions(&lab.status());
+    let versions_before = versions(&lab.status());
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let load = steady_load(lab.frontdoor, std::sync::Arc::clone(&stop));
-    let (code, out, err) = lab.cli(&[
+    let mut args = vec![
         "deploy",
         "--version",
-        "6.6.6",
+        version,
         "--binary",
         script.to_str().unwrap(),
-        "--bake",
-        "1s",
-    ]);
+    ];
+    args.extend_from_slice(deploy_flags);
+    let (code, out, err) = lab.cli(&args);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (ok, failed) = load.join().unwrap();
-    assert_eq!(code, 1, "{out}\n{err}");
-    assert!(err.contains("error rate over the limit"), "{out}\n{err}");
-    assert!(
-        !out.contains("west"),
-        "the other region is untouched: {out}"
-    );
-    assert_eq!(versions(&lab.status()), before);
-    // No 500 reached a client: the lab's front door retried each on another replica
-    // (`retry.on_5xx`) while the bake counted them against the new one.
-    assert_eq!(failed, 0, "{failed} failed of {}", ok + failed);
+    BadDeploy {
+        lab,
+        _topo: topo,
+        code,
+        out,
+        err,
+        versions_before,
+        ok,
+        failed,
+    }
+}
+
+impl BadDeploy {
+    /// Rolled back for `reason` within the first region, and no client noticed.
+    fn assert_rolled_back_unnoticed(&self, reason: &str) {
+        let (out, err) = (&self.out, &self.err);
+        assert_eq!(self.code, 1, "{out}\n{err}");
+        assert!(err.contains(reason), "{out}\n{err}");
+        assert!(
+            !out.contains("west"),
+            "the other region is untouched: {out}"
+        );
+        assert_eq!(versions(&self.lab.status()), self.versions_before);
+        let (ok, failed) = (self.ok, self.failed);
+        assert_eq!(failed, 0, "{failed} failed of {}", ok + failed);
+    }
+}
+
+#[test]
+fn deploy_of_a_version_that_answers_5xx_is_rolled_back_by_its_error_rate() {
+    // Every /default/ answered 500: only live traffic during the bake can catch it. No
+    // 500 reaches a client: the lab's front door retries each on another replica
+    // (`retry.on_5xx`) while the bake counts them against the new one.
+    let d = deploy_bad_version("--inject-errors 1", "6.6.6", &["--bake", "1s"]);
+    d.assert_rolled_back_unnoticed("error rate over the limit");
 }
 
 #[test]
 fn deploy_of_a_slow_version_is_rolled_back_by_its_latency() {
-    let (lab, topo) = small_lab();
-    lab.wait_status("healthy", Duration::from_secs(10), |s| {
-        s["replicas"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|r| r["healthy"] == true)
-    });
-    // A "slow version": every /default/ answered after 300 ms, probes fast.
-    let script = topo.path().join("slow-version.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\nexec '{}' \"$@\" --inject-latency 300ms\n",
-            env!("CARGO_BIN_EXE_geoha")
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let before = versions(&lab.status());
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let load = steady_load(lab.frontdoor, std::sync::Arc::clone(&stop));
-    let (code, out, err) = lab.cli(&[
-        "deploy",
-        "--version",
+    // Every /default/ answered after 300 ms: timed before it takes any traffic.
+    let d = deploy_bad_version(
+        "--inject-latency 300ms",
         "7.7.7",
-        "--binary",
-        script.to_str().unwrap(),
-        "--bake",
-        "2s",
-        "--max-p99",
-        "100ms",
-    ]);
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (ok, failed) = load.join().unwrap();
-    assert_eq!(code, 1, "{out}\n{err}");
-    assert!(
-        err.contains("answers slower than the limit of 100 ms"),
-        "{out}\n{err}"
+        &["--bake", "2s", "--max-p99", "100ms"],
     );
-    assert!(
-        !out.contains("west"),
-        "the other region is untouched: {out}"
-    );
-    assert_eq!(versions(&lab.status()), before);
-    // Timed before it took any traffic: nothing failed.
-    assert_eq!(failed, 0, "{failed} failed of {}", ok + failed);
-    let (code, _, err) = lab.cli(&["deploy", "--version", "x", "--max-p99", "0s"]);
+    d.assert_rolled_back_unnoticed("answers slower than the limit of 100 ms");
+    let (code, _, err) = d.lab.cli(&["deploy", "--version", "x", "--max-p99", "0s"]);
     assert_eq!(code, 64, "{err}");
 }
